@@ -1,0 +1,1 @@
+"""octo_ros: deploy the Octo generalist robot policy on ROS 2 robots."""

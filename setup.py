@@ -1,0 +1,28 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "octo_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="octo_ros maintainers",
+    maintainer_email="octo_ros@example.com",
+    description="ROS 2 nodes that deploy the Octo generalist robot policy on robot arms.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "octo-ros = octo_ros.cli:main",
+        ],
+    },
+)
