@@ -1,0 +1,139 @@
+"""Conversions between octo_ros messages and the numpy structures of the pure core.
+
+No rclpy here: message classes are plain generated Python types.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+
+from octo_ros.perception.image_codec import decode_image_msg, encode_image
+from octo_ros.perception.observation import ObservationWindow, stamp_to_ns
+from octo_ros_msgs.msg import ActionChunk, CameraWindow
+from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
+
+NS_PER_S = 1_000_000_000
+
+
+def ns_to_stamp(ns: int) -> Time:
+    sec, nanosec = divmod(int(ns), NS_PER_S)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
+    """An (H, W, 3) uint8 RGB array as an rgb8 sensor_msgs/Image."""
+    fields = encode_image(rgb, "rgb8")
+    msg = Image(encoding=fields.encoding, height=fields.height, width=fields.width, step=fields.step,
+                is_bigendian=fields.is_bigendian)
+    msg.data = fields.data
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def window_to_msg(window: ObservationWindow, proprio_names: tuple[str, ...] = ()) -> ObservationWindowMsg:
+    msg = ObservationWindowMsg()
+    msg.header.stamp = ns_to_stamp(int(window.stamps_ns[-1]))
+    msg.step_stamps = [ns_to_stamp(int(s)) for s in window.stamps_ns]
+    msg.timestep_pad_mask = [bool(v) for v in window.timestep_pad_mask]
+    for name, frames in window.images.items():
+        stamps = window.image_stamps_ns[name]
+        msg.cameras.append(CameraWindow(
+            input_name=name, frames=[image_to_msg(frame, int(s)) for frame, s in zip(frames, stamps)]))
+    if window.proprio.size:
+        msg.proprio_names = list(proprio_names)
+        msg.proprio = window.proprio.astype(np.float32).ravel().tolist()
+    return msg
+
+
+@dataclass(frozen=True)
+class WindowArrays:
+    """An observation window received over ROS, in the layout the model takes."""
+
+    stamp_ns: int
+    step_stamps_ns: np.ndarray  # (W,) int64
+    timestep_pad_mask: np.ndarray  # (W,) bool
+    images: dict[str, np.ndarray]  # name -> (W, H, W, 3) uint8
+    proprio: np.ndarray  # (W, D) float32, D may be 0
+    proprio_names: tuple[str, ...]
+
+
+def window_from_msg(msg: ObservationWindowMsg) -> WindowArrays:
+    """Checks the window is consistent and returns its arrays; ValueError names what is wrong."""
+    steps = len(msg.timestep_pad_mask)
+    if steps == 0:
+        raise ValueError("observation window has no steps")
+    if len(msg.step_stamps) != steps:
+        raise ValueError(f"observation window has {len(msg.step_stamps)} step stamps for {steps} steps")
+    if not msg.cameras:
+        raise ValueError("observation window has no camera")
+    images = {}
+    for camera in msg.cameras:
+        if len(camera.frames) != steps:
+            raise ValueError(f"camera {camera.input_name} has {len(camera.frames)} frames for {steps} steps")
+        images[camera.input_name] = np.stack([decode_image_msg(frame) for frame in camera.frames])
+    proprio = np.asarray(msg.proprio, dtype=np.float32)
+    names = tuple(msg.proprio_names)
+    if proprio.size != steps * len(names):
+        raise ValueError(f"proprio has {proprio.size} values for {steps} steps x {len(names)} names")
+    return WindowArrays(
+        stamp_ns=stamp_to_ns(msg.header.stamp),
+        step_stamps_ns=np.array([stamp_to_ns(s) for s in msg.step_stamps], dtype=np.int64),
+        timestep_pad_mask=np.array(msg.timestep_pad_mask, dtype=bool),
+        images=images,
+        proprio=proprio.reshape(steps, len(names)),
+        proprio_names=names,
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """An action chunk: row i is meant for stamp_ns + i * step_period_s."""
+
+    stamp_ns: int
+    sequence: int
+    actions: np.ndarray  # (horizon, action_dim) float32, unnormalized
+    normalized: np.ndarray  # (horizon, action_dim) float32
+    dimension_names: tuple[str, ...]
+    step_period_s: float
+    model_id: str = ""
+    task: str = ""
+    inference_latency_s: float = 0.0
+
+
+def chunk_to_msg(chunk: Chunk) -> ActionChunk:
+    horizon, dim = chunk.actions.shape
+    msg = ActionChunk(
+        sequence=chunk.sequence, model_id=chunk.model_id, task=chunk.task, horizon=horizon, action_dim=dim,
+        step_period=float(chunk.step_period_s), dimension_names=list(chunk.dimension_names),
+        inference_latency=float(chunk.inference_latency_s),
+    )
+    msg.header.stamp = ns_to_stamp(chunk.stamp_ns)
+    msg.actions = np.asarray(chunk.actions, dtype=np.float32).ravel().tolist()
+    msg.normalized = np.asarray(chunk.normalized, dtype=np.float32).ravel().tolist()
+    return msg
+
+
+def chunk_from_msg(msg: ActionChunk) -> Chunk:
+    """ValueError names what is inconsistent in the message."""
+    shape = (int(msg.horizon), int(msg.action_dim))
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"action chunk {msg.sequence} has shape {shape}")
+    actions = np.asarray(msg.actions, dtype=np.float32)
+    normalized = np.asarray(msg.normalized, dtype=np.float32)
+    for name, values in (("actions", actions), ("normalized", normalized)):
+        if values.size != shape[0] * shape[1]:
+            raise ValueError(f"action chunk {msg.sequence}: {name} has {values.size} values, expected {shape[0]}x{shape[1]}")
+    if len(msg.dimension_names) not in (0, shape[1]):
+        raise ValueError(f"action chunk {msg.sequence}: {len(msg.dimension_names)} dimension names for {shape[1]} dimensions")
+    if not msg.step_period > 0:
+        raise ValueError(f"action chunk {msg.sequence}: step_period {msg.step_period} is not positive")
+    return Chunk(
+        stamp_ns=stamp_to_ns(msg.header.stamp), sequence=int(msg.sequence), actions=actions.reshape(shape),
+        normalized=normalized.reshape(shape), dimension_names=tuple(msg.dimension_names),
+        step_period_s=float(msg.step_period), model_id=msg.model_id, task=msg.task,
+        inference_latency_s=float(msg.inference_latency),
+    )

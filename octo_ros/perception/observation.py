@@ -1,0 +1,607 @@
+"""Observation buffer core: camera frames + joint states -> Octo observation windows.
+
+Pure Python (numpy + :mod:`octo_ros.perception.image_codec`); no ROS imports.  The ROS node
+is a thin shell: it forwards every message to :meth:`ObservationBuffer.add_image_msg` /
+:meth:`ObservationBuffer.add_joint_state_msg` (or the array-level ``add_image`` /
+``add_joint_state``), catches :class:`PerceptionInputError` (log throttled, ``str(err)``
+names the stream and topic), and calls :meth:`ObservationBuffer.assemble` from a timer at
+``rate_hz``; the result is an :class:`ObservationWindow` or an :class:`ObservationStatus`
+explaining why there is nothing to publish.
+
+Semantics (all times are integer nanoseconds, ROS stamps):
+
+* Images are kept at full resolution in a per-input queue and converted to the model
+  resolution (:func:`~octo_ros.perception.image_codec.resize_like_octo`) only when a frame
+  becomes a window step.
+* A step uses one frame per camera input; the set must agree within ``slop_ns``
+  (max stamp - min stamp).  The newest such set whose reference stamp (the first configured
+  input, normally ``image_primary``) is newer than the previous step by at least
+  ``min_step_interval_ns`` is taken.  The step stamp is the reference frame's stamp.
+* Proprio: the newest joint state with stamp <= step stamp, no older than
+  ``max_joint_lag_ns`` before it, reordered to ``joint_names``.
+* Freshness: each camera's newest frame and the newest joint state must be at most
+  ``max_image_age_ns`` / ``max_joint_state_age_ns`` old at ``now_ns``; otherwise the status is
+  STALE naming the stream, nothing is produced, and the window restarts (the next window
+  is padded again), as it does when consecutive steps are more than ``max_step_gap_ns`` apart.
+* Window (Octo ``HistoryWrapper`` convention): ``window_size`` slots, oldest first; before
+  ``window_size`` real steps exist, the leading slots are padding holding copies of the first
+  real step (images, proprio, stamps) with ``timestep_pad_mask`` False, e.g. ``[False, True]``.
+* Per stream, a stamp <= the last accepted one is rejected (:class:`StampOrderError`).
+  :meth:`ObservationBuffer.reset` forgets everything (call it on episode start or when the
+  ROS clock jumps back, e.g. a looping bag).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from octo_ros.perception.image_codec import (
+    PerceptionInputError,
+    decode_image_msg,
+    ensure_rgb_uint8,
+    resize_like_octo,
+)
+
+__all__ = [
+    "CameraInputConfig",
+    "ObservationConfig",
+    "ObservationBuffer",
+    "ObservationWindow",
+    "ObservationStatus",
+    "StatusKind",
+    "PerceptionInputError",
+    "ObservationInputError",
+    "UnknownInputError",
+    "StampOrderError",
+    "JointStateError",
+    "stamp_to_ns",
+    "DEFAULT_RESOLUTIONS",
+]
+
+NS_PER_S = 1_000_000_000
+
+#: Model resolutions (height, width) of the standard Octo inputs.
+DEFAULT_RESOLUTIONS = {"image_primary": (256, 256), "image_wrist": (128, 128)}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ObservationInputError(PerceptionInputError):
+    """A message was rejected by the buffer (the frame is dropped, the buffer continues)."""
+
+
+class UnknownInputError(ObservationInputError):
+    """An image for an input name that is not configured."""
+
+
+class StampOrderError(ObservationInputError):
+    """Stamp not newer than the last accepted one on the same stream (``duplicate`` tells
+    whether it was equal, i.e. a duplicate, or older, i.e. out of order)."""
+
+    def __init__(self, message: str, stream: Optional[str] = None, duplicate: bool = False):
+        super().__init__(message, stream)
+        self.duplicate = duplicate
+
+
+class JointStateError(ObservationInputError):
+    """Joint state without a configured joint, with mismatched lengths or non-finite values."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _s_to_ns(seconds: float) -> int:
+    return int(round(float(seconds) * NS_PER_S))
+
+
+@dataclass(frozen=True)
+class CameraInputConfig:
+    """One camera feeding one model input.
+
+    ``average_crop``: apply ResizeImageWrapper's average random-resized-crop (the official
+    default for ``image_primary`` only, i.e. the keys the model was trained with crop
+    augmentation on)."""
+
+    input_name: str
+    topic: str = ""
+    height: int = 256
+    width: int = 256
+    average_crop: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.input_name} ({self.topic})" if self.topic else self.input_name
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    """Configuration of :class:`ObservationBuffer` (times in integer nanoseconds).
+
+    Build it with :meth:`from_dict` / :meth:`from_yaml` from a map with times in seconds::
+
+        rate_hz: 5.0
+        window_size: 2
+        slop_s: 0.02
+        max_image_age_s: 0.5
+        max_joint_state_age_s: 0.25
+        max_joint_lag_s: 0.1
+        cameras:
+          image_primary: {topic: /camera/color/image_raw}          # 256x256, average crop
+          image_wrist: {topic: /wrist/image_raw/compressed}        # 128x128
+        joint_state:
+          topic: /joint_states
+          joints: [waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate, gripper]
+    """
+
+    cameras: Tuple[CameraInputConfig, ...]
+    joint_names: Tuple[str, ...] = ()
+    joint_state_topic: str = "/joint_states"
+    window_size: int = 2
+    rate_hz: float = 5.0
+    slop_ns: int = 20_000_000
+    max_image_age_ns: int = 500_000_000
+    max_joint_state_age_ns: int = 250_000_000
+    max_joint_lag_ns: int = 100_000_000
+    min_step_interval_ns: Optional[int] = None  # default: half a period
+    max_step_gap_ns: Optional[int] = None  # default: three periods
+    image_queue_size: int = 10
+    joint_queue_size: int = 500
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ValueError("ObservationConfig: at least one camera input is required")
+        names = [c.input_name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ObservationConfig: duplicate camera input names {names}")
+        for c in self.cameras:
+            if not c.input_name.startswith("image_"):
+                raise ValueError(f"ObservationConfig: input name {c.input_name!r} must start with 'image_'")
+            if c.height <= 0 or c.width <= 0:
+                raise ValueError(f"ObservationConfig: {c.input_name} resolution must be positive")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"ObservationConfig: duplicate joint names {list(self.joint_names)}")
+        if self.window_size < 1:
+            raise ValueError("ObservationConfig: window_size must be >= 1")
+        if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
+            raise ValueError("ObservationConfig: rate_hz must be > 0")
+        for name in ("slop_ns", "max_image_age_ns", "max_joint_state_age_ns", "max_joint_lag_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ObservationConfig: {name} must be >= 0")
+        if self.image_queue_size < 1 or self.joint_queue_size < 1:
+            raise ValueError("ObservationConfig: queue sizes must be >= 1")
+
+    @property
+    def period_ns(self) -> int:
+        return int(round(NS_PER_S / self.rate_hz))
+
+    @property
+    def effective_min_step_interval_ns(self) -> int:
+        return self.period_ns // 2 if self.min_step_interval_ns is None else int(self.min_step_interval_ns)
+
+    @property
+    def effective_max_step_gap_ns(self) -> int:
+        return 3 * self.period_ns if self.max_step_gap_ns is None else int(self.max_step_gap_ns)
+
+    @property
+    def input_names(self) -> Tuple[str, ...]:
+        return tuple(c.input_name for c in self.cameras)
+
+    def camera(self, input_name: str) -> CameraInputConfig:
+        for c in self.cameras:
+            if c.input_name == input_name:
+                return c
+        raise UnknownInputError(f"unknown camera input {input_name!r} (configured: {list(self.input_names)})",
+                                stream=input_name)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ObservationConfig":
+        """Build from a plain map (see the class docstring); times are in seconds."""
+        d = dict(d)
+        cams_raw = d.pop("cameras", None)
+        if not cams_raw:
+            raise ValueError("ObservationConfig: 'cameras' map is required")
+        cams = []
+        for name, spec in dict(cams_raw).items():
+            spec = dict(spec or {})
+            h, w = DEFAULT_RESOLUTIONS.get(name, (256, 256))
+            if "resolution" in spec:
+                h, w = (int(v) for v in spec.pop("resolution"))
+            h = int(spec.pop("height", h))
+            w = int(spec.pop("width", w))
+            crop = bool(spec.pop("average_crop", name == "image_primary"))
+            topic = str(spec.pop("topic", ""))
+            if spec:
+                raise ValueError(f"ObservationConfig: unknown keys for camera {name}: {sorted(spec)}")
+            cams.append(CameraInputConfig(name, topic, h, w, crop))
+        js = dict(d.pop("joint_state", None) or {})
+        kwargs: Dict[str, Any] = {
+            "cameras": tuple(cams),
+            "joint_names": tuple(str(j) for j in js.pop("joints", ())),
+            "joint_state_topic": str(js.pop("topic", "/joint_states")),
+        }
+        if js:
+            raise ValueError(f"ObservationConfig: unknown keys in joint_state: {sorted(js)}")
+        seconds = {
+            "slop_s": "slop_ns",
+            "max_image_age_s": "max_image_age_ns",
+            "max_joint_state_age_s": "max_joint_state_age_ns",
+            "max_joint_lag_s": "max_joint_lag_ns",
+            "min_step_interval_s": "min_step_interval_ns",
+            "max_step_gap_s": "max_step_gap_ns",
+        }
+        for k_s, k_ns in seconds.items():
+            if k_s in d:
+                kwargs[k_ns] = _s_to_ns(d.pop(k_s))
+        for k in ("window_size", "image_queue_size", "joint_queue_size"):
+            if k in d:
+                kwargs[k] = int(d.pop(k))
+        if "rate_hz" in d:
+            kwargs["rate_hz"] = float(d.pop("rate_hz"))
+        if d:
+            raise ValueError(f"ObservationConfig: unknown keys {sorted(d)}")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str, key: Optional[str] = "observation") -> "ObservationConfig":
+        """Load from a YAML file; ``key`` selects a sub-map (None: the whole document)."""
+        import yaml
+
+        with open(path, "r", encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+        if key is not None and key in doc:
+            doc = doc[key]
+        return cls.from_dict(doc)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class StatusKind(str, enum.Enum):
+    WAITING = "waiting"  # no data yet, or no new step since the last one (transient)
+    STALE = "stale"  # a stream exceeded its freshness limit
+    UNSYNCHRONIZED = "unsynchronized"  # cameras are fresh but no set agrees within slop
+
+
+@dataclass(frozen=True)
+class ObservationStatus:
+    """Why :meth:`ObservationBuffer.assemble` produced no window."""
+
+    kind: StatusKind
+    reason: str
+    stream: Optional[str] = None
+
+    ready = False
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ObservationWindow:
+    """One Octo observation window (oldest step first, no batch axis).
+
+    images: input name -> (W, H, W_img, 3) uint8 RGB at the model resolution
+    proprio: (W, D) float32 joint positions in ``joint_names`` order (D may be 0)
+    stamps_ns: (W,) int64 step stamps (the reference camera's frame stamp)
+    image_stamps_ns: input name -> (W,) int64 stamps of the frames used
+    joint_state_stamps_ns: (W,) int64 stamps of the joint states used (-1 if no joints configured)
+    timestep_pad_mask: (W,) bool, True = real step; padded slots are copies of the first real step
+    """
+
+    images: Dict[str, np.ndarray]
+    proprio: np.ndarray
+    stamps_ns: np.ndarray
+    image_stamps_ns: Dict[str, np.ndarray]
+    joint_state_stamps_ns: np.ndarray
+    timestep_pad_mask: np.ndarray
+
+    ready = True
+
+    @property
+    def window_size(self) -> int:
+        return int(self.timestep_pad_mask.shape[0])
+
+    @property
+    def num_real_steps(self) -> int:
+        return int(self.timestep_pad_mask.sum())
+
+    def to_octo_observation(self, add_batch_axis: bool = True, include_proprio: bool = False) -> Dict[str, np.ndarray]:
+        """The dict ``OctoModel.sample_actions`` takes (§4.3): ``image_*`` and
+        ``timestep_pad_mask`` (plus ``proprio`` if asked), with a leading batch axis of 1."""
+        obs: Dict[str, np.ndarray] = dict(self.images)
+        obs["timestep_pad_mask"] = self.timestep_pad_mask
+        if include_proprio:
+            obs["proprio"] = self.proprio
+        if add_batch_axis:
+            obs = {k: v[None] for k, v in obs.items()}
+        return obs
+
+
+AssembleResult = Union[ObservationWindow, ObservationStatus]
+
+
+@dataclass
+class _Step:
+    stamp_ns: int
+    images: Dict[str, np.ndarray]
+    image_stamps: Dict[str, int]
+    proprio: np.ndarray
+    joint_stamp: int
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time``-like (``sec``, ``nanosec``) -> int nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def _fmt_ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f} ms"
+
+
+# --------------------------------------------------------------------------- buffer
+
+
+class ObservationBuffer:
+    """Rolling Octo observation window from asynchronous camera and joint-state streams.
+
+    Not thread-safe: call it from one thread (or guard it with a lock in the node)."""
+
+    def __init__(self, config: ObservationConfig):
+        self.config = config
+        self._joint_index = {n: i for i, n in enumerate(config.joint_names)}
+        self.drop_counts: Dict[str, int] = {}
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+
+    def reset(self) -> None:
+        """Forget all frames, joint states, last stamps and the window (start-up state)."""
+        cfg = self.config
+        self._frames: Dict[str, Deque[Tuple[int, np.ndarray]]] = {
+            n: deque(maxlen=cfg.image_queue_size) for n in cfg.input_names
+        }
+        self._joints: Deque[Tuple[int, np.ndarray]] = deque(maxlen=cfg.joint_queue_size)
+        self._last_stamp: Dict[str, int] = {}
+        self._window: Deque[_Step] = deque(maxlen=cfg.window_size)
+        self._num_steps = 0
+
+    def restart_window(self) -> None:
+        """Drop the history only (the next window is padded again); queued frames are kept."""
+        self._window.clear()
+        self._num_steps = 0
+
+    @property
+    def num_steps(self) -> int:
+        """Real steps in the current episode (since the last reset / restart)."""
+        return self._num_steps
+
+    # ----------------------------------------------------------------- input
+
+    def _reject(self, err: PerceptionInputError, stream: str) -> PerceptionInputError:
+        if err.stream is None:
+            err.stream = stream
+        self.drop_counts[stream] = self.drop_counts.get(stream, 0) + 1
+        return err
+
+    def _check_order(self, key: str, stamp_ns: int, label: str) -> None:
+        last = self._last_stamp.get(key)
+        if last is not None and stamp_ns <= last:
+            dup = stamp_ns == last
+            what = "duplicate stamp" if dup else "out-of-order stamp"
+            raise StampOrderError(
+                f"{what} {stamp_ns} ns (last accepted {last} ns, {_fmt_ms(last - stamp_ns)} newer); frame dropped",
+                stream=label, duplicate=dup)
+
+    def add_image(self, input_name: str, stamp_ns: int, rgb: np.ndarray) -> None:
+        """Queue an ``(H, W, 3) uint8`` RGB frame (any resolution) for ``input_name``.
+
+        Raises UnknownInputError, ImageLayoutError (bad array) or StampOrderError; the
+        frame is then dropped and the buffer is unchanged."""
+        if input_name not in self._frames:
+            raise self._reject(UnknownInputError(
+                f"unknown camera input {input_name!r} (configured: {list(self.config.input_names)})"), input_name)
+        label = self.config.camera(input_name).label
+        stamp_ns = int(stamp_ns)
+        try:
+            arr = ensure_rgb_uint8(rgb, "image")
+            self._check_order(input_name, stamp_ns, label)
+        except PerceptionInputError as err:
+            raise self._reject(err, label) from None
+        self._frames[input_name].append((stamp_ns, np.ascontiguousarray(arr)))
+        self._last_stamp[input_name] = stamp_ns
+
+    def add_image_msg(self, input_name: str, msg: Any) -> None:
+        """Decode a ``sensor_msgs/Image`` or ``CompressedImage``-like message and queue it.
+
+        Raises any :class:`PerceptionInputError` (codec errors included) with the stream set."""
+        label = self.config.camera(input_name).label if input_name in self._frames else input_name
+        try:
+            stamp = stamp_to_ns(msg.header.stamp)
+            if input_name in self._frames:
+                self._check_order(input_name, stamp, label)  # cheap check before decoding
+            rgb = decode_image_msg(msg)
+        except PerceptionInputError as err:
+            raise self._reject(err, label) from None
+        self.add_image(input_name, stamp, rgb)
+
+    def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
+        """Queue a joint state; ``names``/``positions`` as in ``sensor_msgs/JointState``
+        (any order, extra joints ignored).
+
+        Raises JointStateError (missing configured joints, length mismatch, non-finite
+        position) or StampOrderError."""
+        label = f"joint_state ({self.config.joint_state_topic})"
+        stamp_ns = int(stamp_ns)
+        try:
+            names = list(names)
+            pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+            if len(names) != pos.size:
+                raise JointStateError(f"{len(names)} names but {pos.size} positions")
+            vec = np.empty(len(self.config.joint_names), np.float32)
+            found = np.zeros(len(self.config.joint_names), bool)
+            for n, p in zip(names, pos):
+                i = self._joint_index.get(n)
+                if i is not None:
+                    vec[i] = p
+                    found[i] = True
+            if not found.all():
+                missing = [n for n, f in zip(self.config.joint_names, found) if not f]
+                raise JointStateError(f"missing joints {missing} (message has {names})")
+            if not np.all(np.isfinite(vec)):
+                bad = [n for n, v in zip(self.config.joint_names, vec) if not np.isfinite(v)]
+                raise JointStateError(f"non-finite positions for joints {bad}")
+            self._check_order("joint_state", stamp_ns, label)
+        except PerceptionInputError as err:
+            raise self._reject(err, label) from None
+        self._joints.append((stamp_ns, vec))
+        self._last_stamp["joint_state"] = stamp_ns
+
+    def add_joint_state_msg(self, msg: Any) -> None:
+        """Adapter for a ``sensor_msgs/JointState``-like message (reads header.stamp, name, position)."""
+        self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), list(msg.position))
+
+    # ----------------------------------------------------------------- assembly
+
+    def _stale(self, reason: str, stream: str) -> ObservationStatus:
+        self.restart_window()
+        return ObservationStatus(StatusKind.STALE, reason, stream)
+
+    def _check_freshness(self, now_ns: int) -> Optional[ObservationStatus]:
+        cfg = self.config
+        for cam in cfg.cameras:
+            q = self._frames[cam.input_name]
+            if not q:
+                return ObservationStatus(StatusKind.WAITING, f"no frame received yet on {cam.label}", cam.label)
+            age = now_ns - q[-1][0]
+            if age > cfg.max_image_age_ns:
+                return self._stale(
+                    f"newest frame on {cam.label} is {_fmt_ms(age)} old (limit {_fmt_ms(cfg.max_image_age_ns)})",
+                    cam.label)
+        if cfg.joint_names:
+            label = f"joint_state ({cfg.joint_state_topic})"
+            if not self._joints:
+                return ObservationStatus(StatusKind.WAITING, f"no joint state received yet on {label}", label)
+            age = now_ns - self._joints[-1][0]
+            if age > cfg.max_joint_state_age_ns:
+                return self._stale(
+                    f"newest joint state on {label} is {_fmt_ms(age)} old (limit {_fmt_ms(cfg.max_joint_state_age_ns)})",
+                    label)
+        return None
+
+    def _find_synchronized_set(self, min_ref_stamp: Optional[int]) -> Optional[Dict[str, Tuple[int, np.ndarray]]]:
+        """Newest set (one frame per input) with spread <= slop and a reference stamp
+        >= ``min_ref_stamp``; reference = first configured input."""
+        cfg = self.config
+        ref_name = cfg.cameras[0].input_name
+        others = [c.input_name for c in cfg.cameras[1:]]
+        for ref_stamp, ref_img in reversed(self._frames[ref_name]):
+            if min_ref_stamp is not None and ref_stamp < min_ref_stamp:
+                break
+            chosen = {ref_name: (ref_stamp, ref_img)}
+            for name in others:
+                best = min(self._frames[name], key=lambda f: (abs(f[0] - ref_stamp), -f[0]))
+                chosen[name] = best
+            stamps = [s for s, _ in chosen.values()]
+            if max(stamps) - min(stamps) <= cfg.slop_ns:
+                return chosen
+        return None
+
+    def _joint_at_or_before(self, t_ns: int) -> Optional[Tuple[int, np.ndarray]]:
+        for stamp, vec in reversed(self._joints):
+            if stamp <= t_ns:
+                return stamp, vec
+        return None
+
+    def assemble(self, now_ns: int) -> AssembleResult:
+        """Try to add one step at time ``now_ns`` and return the window, or a status.
+
+        Returns ObservationWindow (a new step was added) or ObservationStatus with kind
+        WAITING (no data yet / no new synchronized set / no joint state at or before the
+        image time yet), STALE (a stream exceeded its limit; the window restarts) or
+        UNSYNCHRONIZED (fresh cameras but no set within slop)."""
+        cfg = self.config
+        now_ns = int(now_ns)
+        status = self._check_freshness(now_ns)
+        if status is not None:
+            return status
+
+        last = self._window[-1] if self._window else None
+        min_ref = None if last is None else last.stamp_ns + max(cfg.effective_min_step_interval_ns, 1)
+        chosen = self._find_synchronized_set(min_ref)
+        if chosen is None:
+            newest = ", ".join(f"{c.input_name}={self._frames[c.input_name][-1][0]}" for c in cfg.cameras)
+            if last is not None and self._find_synchronized_set(None) is not None:
+                return ObservationStatus(
+                    StatusKind.WAITING,
+                    f"no synchronized frame set newer than the last step ({last.stamp_ns}) + "
+                    f"{_fmt_ms(cfg.effective_min_step_interval_ns)} (newest stamps: {newest})")
+            return ObservationStatus(
+                StatusKind.UNSYNCHRONIZED,
+                f"no camera frame set agrees within slop {_fmt_ms(cfg.slop_ns)} (newest stamps: {newest})")
+
+        ref_name = cfg.cameras[0].input_name
+        step_stamp = chosen[ref_name][0]
+        for cam in cfg.cameras:
+            age = now_ns - chosen[cam.input_name][0]
+            if age > cfg.max_image_age_ns:
+                return self._stale(
+                    f"newest synchronized frame on {cam.label} is {_fmt_ms(age)} old "
+                    f"(limit {_fmt_ms(cfg.max_image_age_ns)})", cam.label)
+
+        if cfg.joint_names:
+            label = f"joint_state ({cfg.joint_state_topic})"
+            js = self._joint_at_or_before(step_stamp)
+            if js is None:
+                return ObservationStatus(
+                    StatusKind.WAITING, f"no joint state at or before image time {step_stamp} on {label}", label)
+            lag = step_stamp - js[0]
+            if lag > cfg.max_joint_lag_ns:
+                return self._stale(
+                    f"joint state at or before image time is {_fmt_ms(lag)} older than the image "
+                    f"(limit {_fmt_ms(cfg.max_joint_lag_ns)}) on {label}", label)
+            joint_stamp, proprio = js
+        else:
+            joint_stamp, proprio = -1, np.zeros(0, np.float32)
+
+        if last is not None and step_stamp - last.stamp_ns > cfg.effective_max_step_gap_ns:
+            self.restart_window()  # too long since the last step: the history is void
+
+        images = {}
+        for cam in cfg.cameras:
+            images[cam.input_name] = resize_like_octo(
+                chosen[cam.input_name][1], (cam.height, cam.width), average_crop=cam.average_crop)
+        step = _Step(step_stamp, images, {n: s for n, (s, _) in chosen.items()}, proprio, joint_stamp)
+        if not self._window:
+            for _ in range(cfg.window_size):  # HistoryWrapper.reset: fill with the first obs
+                self._window.append(step)
+        else:
+            self._window.append(step)
+        self._num_steps += 1
+        return self._build_window()
+
+    def _build_window(self) -> ObservationWindow:
+        cfg = self.config
+        steps: List[_Step] = list(self._window)
+        w = cfg.window_size
+        n_pad = w - min(self._num_steps, w)
+        mask = np.ones(w, bool)
+        mask[:n_pad] = False
+        return ObservationWindow(
+            images={c.input_name: np.stack([s.images[c.input_name] for s in steps]) for c in cfg.cameras},
+            proprio=np.stack([s.proprio for s in steps]).astype(np.float32, copy=False).reshape(w, -1),
+            stamps_ns=np.array([s.stamp_ns for s in steps], np.int64),
+            image_stamps_ns={c.input_name: np.array([s.image_stamps[c.input_name] for s in steps], np.int64)
+                             for c in cfg.cameras},
+            joint_state_stamps_ns=np.array([s.joint_stamp for s in steps], np.int64),
+            timestep_pad_mask=mask,
+        )

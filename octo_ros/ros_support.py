@@ -1,0 +1,58 @@
+"""Small pieces every octo_ros node uses: QoS profiles, throttled warnings keyed by
+what went wrong, and diagnostics."""
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+# Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
+SENSOR_QOS = qos_profile_sensor_data
+# "Latched" topics (goal image, instruction): a late subscriber still gets the last message.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
+
+
+class WarningThrottle:
+    """Logs a warning at most once per ``period_s`` for each key (e.g. topic and
+    problem), saying how many were suppressed in between."""
+
+    def __init__(self, node: Node, period_s: float = 2.0):
+        self._logger = node.get_logger()
+        self._period = period_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def warn(self, key: str, text: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self._period:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        suppressed = self._suppressed.pop(key, 0)
+        suffix = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._logger.warning(text + suffix)
+        self._last[key] = now
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for the node on /diagnostics."""
+
+    def __init__(self, node: Node, hardware_id: str = ""):
+        self._node = node
+        self._name = f"{node.get_namespace().rstrip('/')}/{node.get_name()}".lstrip("/")
+        self._hardware_id = hardware_id
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def publish(self, level: int, message: str, values: Mapping[str, object]) -> None:
+        status = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level, name=self._name,
+                                  message=message, hardware_id=self._hardware_id,
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
