@@ -23,6 +23,8 @@ setup(
     entry_points={
         "console_scripts": [
             "octo-ros = octo_ros.cli:main",
+            "observation_buffer = octo_ros.nodes.observation_buffer:main",
+            "policy = octo_ros.nodes.policy:main",
         ],
     },
 )

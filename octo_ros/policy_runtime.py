@@ -1,0 +1,116 @@
+"""What the policy node does, without ROS: the current task, validation of task
+input, the newest-window hand-off to the inference worker, and latency figures."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, Optional, TypeVar
+
+import numpy as np
+
+from octo_ros.model.policy import OctoPolicy
+
+
+class TaskError(ValueError):
+    """Task input that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the robot is asked to do: an instruction, a goal image per camera input, or both."""
+
+    instruction: Optional[str] = None
+    goals: Optional[dict[str, np.ndarray]] = None
+
+    @property
+    def kind(self) -> str:
+        parts = [name for name, present in (("language", self.instruction), ("goal", self.goals)) if present]
+        return "+".join(parts) or "none"
+
+    def describe(self) -> str:
+        if self.kind == "none":
+            return "no task"
+        text = f"language: {self.instruction}" if self.instruction else ""
+        goal = f"goal image ({', '.join(sorted(self.goals))})" if self.goals else ""
+        return " + ".join(p for p in (text, goal) if p)
+
+
+NO_TASK = Task()
+
+
+def validate_instruction(policy: OctoPolicy, text: str) -> str:
+    """The instruction, stripped, if the model can take it; TaskError otherwise."""
+    text = (text or "").strip()
+    if not text:
+        raise TaskError("instruction is empty (use clear_task to remove the task)")
+    if not policy.has_language:
+        raise TaskError(f"model {policy.model_id} has no language input; give a goal image instead")
+    if policy.text_tokenizer is None:
+        raise TaskError("no text tokenizer is configured (parameter 'tokenizer'), so instructions cannot be used")
+    limit = policy.text_tokenizer.max_length
+    tokens = len(policy.text_tokenizer.pieces(text)) + 1  # + EOS
+    if tokens > limit:
+        raise TaskError(f"instruction is {tokens} tokens long; the model reads at most {limit} (shorten it)")
+    return text
+
+
+def validate_goal_image(policy: OctoPolicy, input_name: str, rgb: np.ndarray) -> np.ndarray:
+    """The goal image if it matches the model's image input; TaskError otherwise."""
+    expected = policy.observation_keys.get(input_name)
+    if expected is None:
+        raise TaskError(f"model {policy.model_id} has no image input '{input_name}' "
+                        f"(it has {', '.join(k for k in policy.observation_keys if k.startswith('image_'))})")
+    if rgb.shape != tuple(expected):
+        raise TaskError(f"goal image for {input_name} is {rgb.shape[1]}x{rgb.shape[0]}; "
+                        f"the model takes {expected[1]}x{expected[0]} RGB")
+    return rgb
+
+
+T = TypeVar("T")
+
+
+class NewestSlot(Generic[T]):
+    """Hands the newest item to one consumer; an item replaced before it was taken
+    counts as dropped."""
+
+    def __init__(self) -> None:
+        self._item: Optional[T] = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> Optional[T]:
+        """The newest item, waiting up to ``timeout``; None on timeout or close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class LatencyStats:
+    """p50/p95 over the last ``size`` samples, seconds."""
+
+    def __init__(self, size: int = 100):
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+
+    def percentiles(self) -> tuple[float, float]:
+        if not self._samples:
+            return 0.0, 0.0
+        p50, p95 = np.percentile(np.fromiter(self._samples, float), [50, 95])
+        return float(p50), float(p95)
