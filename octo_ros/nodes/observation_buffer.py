@@ -81,7 +81,7 @@ class ObservationBufferNode(Node):
             with self._lock:
                 self.buffer.add_image_msg(input_name, msg)
         except PerceptionInputError as err:
-            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{topic}: {err}; frame dropped")
+            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; frame dropped")
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
@@ -89,7 +89,7 @@ class ObservationBufferNode(Node):
                 self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position)
         except PerceptionInputError as err:
             topic = self.buffer.config.joint_state_topic
-            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{topic}: {err}; joint state dropped")
+            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; joint state dropped")
 
     def _on_reset(self, request, response):
         with self._lock:

@@ -399,7 +399,7 @@ class ObservationBuffer:
             dup = stamp_ns == last
             what = "duplicate stamp" if dup else "out-of-order stamp"
             raise StampOrderError(
-                f"{what} {stamp_ns} ns (last accepted {last} ns, {_fmt_ms(last - stamp_ns)} newer); frame dropped",
+                f"{what} {stamp_ns} ns (last accepted {last} ns, {_fmt_ms(last - stamp_ns)} newer)",
                 stream=label, duplicate=dup)
 
     def add_image(self, input_name: str, stamp_ns: int, rgb: np.ndarray) -> None:
