@@ -33,11 +33,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv" || die "could not create a virtual environment (install python3.11-venv)"
 fi
 
-if ! stamp_ok requirements "$root/requirements.txt"; then
+if ! stamp_ok requirements "$root/requirements.txt" "$root/constraints.txt"; then
   say "installing pinned requirements (first time: a few minutes)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" -c "$root/constraints.txt" \
     || die "pip could not install requirements.txt"
-  stamp_set requirements "$root/requirements.txt"
+  stamp_set requirements "$root/requirements.txt" "$root/constraints.txt"
 fi
 
 # Interface packages: the project's own and the stand-in for Interbotix's.

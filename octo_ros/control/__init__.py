@@ -1,0 +1,1 @@
+"""Pure-Python control core for the action adapters (no ROS imports)."""

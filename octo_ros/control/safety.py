@@ -1,0 +1,206 @@
+"""Safety layer shared by every action adapter (pure Python, no ROS).
+
+Every command an adapter produces passes through these pieces:
+
+* :class:`WorkspaceBox` clips an integrated end-effector target to a box.
+* :func:`clamp_components` clamps a per-step delta (translation / rotation).
+* :class:`JointLimits` checks joint position and velocity limits.
+* :class:`SafetySupervisor` owns the dry-run gate (on by default), the latched
+  e-stop and the staleness :class:`Watchdog`; adapters ask it every tick whether
+  they may move and whether a command may be sent to the robot.
+
+Non-finite values are rejected wherever they can enter (chunks, measured
+states) and checked again on the final command.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def all_finite(values) -> bool:
+    """True when every element is a finite number."""
+    return bool(np.all(np.isfinite(np.asarray(values, dtype=float))))
+
+
+def clamp_components(delta: np.ndarray, limit: float) -> tuple[np.ndarray, bool]:
+    """Clamp each component of ``delta`` to [-limit, limit]; report whether it clipped."""
+    clipped = np.clip(delta, -limit, limit)
+    return clipped, bool(np.any(clipped != delta))
+
+
+@dataclass(frozen=True)
+class WorkspaceBox:
+    """Axis-aligned box (metres, robot base frame) for the end-effector target position."""
+
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+
+    def __post_init__(self):
+        low, high = np.asarray(self.low, float), np.asarray(self.high, float)
+        if low.shape != (3,) or high.shape != (3,) or not all_finite(low) or not all_finite(high):
+            raise ValueError(f"workspace box needs 3 finite lows and highs, got {self.low} / {self.high}")
+        if np.any(low >= high):
+            raise ValueError(f"workspace box low {self.low} must be below high {self.high}")
+
+    def clip(self, position: np.ndarray) -> tuple[np.ndarray, bool]:
+        clipped = np.clip(position, self.low, self.high)
+        return clipped, bool(np.any(clipped != position))
+
+    def contains(self, position: np.ndarray, tol: float = 1e-9) -> bool:
+        p = np.asarray(position, float)
+        return bool(np.all(p >= np.asarray(self.low) - tol) and np.all(p <= np.asarray(self.high) + tol))
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Position (rad) and velocity (rad/s) limits for a set of named joints."""
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    velocity: tuple[float, ...]
+
+    def __post_init__(self):
+        n = len(self.names)
+        if not (len(self.lower) == len(self.upper) == len(self.velocity) == n):
+            raise ValueError("joint limit arrays must match the joint names")
+        if any(lo >= hi for lo, hi in zip(self.lower, self.upper)) or any(v <= 0 for v in self.velocity):
+            raise ValueError("joint limits need lower < upper and positive velocity limits")
+
+    def within_position(self, q: np.ndarray, tol: float = 1e-9) -> bool:
+        q = np.asarray(q, float)
+        return bool(all_finite(q) and np.all(q >= np.asarray(self.lower) - tol) and np.all(q <= np.asarray(self.upper) + tol))
+
+    def clip_position(self, q: np.ndarray) -> tuple[np.ndarray, bool]:
+        clipped = np.clip(q, self.lower, self.upper)
+        return clipped, bool(np.any(clipped != q))
+
+    def max_step(self, dt: float) -> np.ndarray:
+        return np.asarray(self.velocity) * dt
+
+    def within_velocity(self, q_from: np.ndarray, q_to: np.ndarray, dt: float, tol: float = 1e-9) -> bool:
+        step = np.abs(np.asarray(q_to, float) - np.asarray(q_from, float))
+        return bool(np.all(step <= self.max_step(dt) + tol))
+
+    def rate_limit(self, q_from: np.ndarray, q_to: np.ndarray, dt: float) -> tuple[np.ndarray, bool]:
+        """Move from ``q_from`` towards ``q_to`` no faster than the velocity limits allow in ``dt``."""
+        max_step = self.max_step(dt)
+        step = np.clip(q_to - q_from, -max_step, max_step)
+        limited = q_from + step
+        return limited, bool(np.any(limited != q_to))
+
+
+class Watchdog:
+    """Named freshness channels ("chunk", "joint_states", ...) with per-channel timeouts.
+
+    A channel that has never been fed counts as stale.
+    """
+
+    def __init__(self, timeouts_s: dict[str, float]):
+        if any(t <= 0 for t in timeouts_s.values()):
+            raise ValueError(f"watchdog timeouts must be positive: {timeouts_s}")
+        self._timeouts = dict(timeouts_s)
+        self._last: dict[str, float] = {}
+
+    def feed(self, channel: str, stamp: float) -> None:
+        if channel not in self._timeouts:
+            raise KeyError(f"unknown watchdog channel {channel!r}")
+        if np.isfinite(stamp):
+            self._last[channel] = max(stamp, self._last.get(channel, -np.inf))
+
+    def stale(self, now: float) -> list[str]:
+        """Channels older than their timeout (or never fed), each with its age in words."""
+        problems = []
+        for channel, timeout in self._timeouts.items():
+            last = self._last.get(channel)
+            if last is None:
+                problems.append(f"no {channel} received yet")
+            elif now - last > timeout:
+                problems.append(f"{channel} stale ({now - last:.3f} s > {timeout:.3f} s)")
+        return problems
+
+    def clear(self, channel: str) -> None:
+        self._last.pop(channel, None)
+
+
+class ControlStatus(str, enum.Enum):
+    MOVE = "move"  # a new target was computed this tick
+    HOLD = "hold"  # keep the last commanded target (stale input, no action, failed IK, ...)
+    ESTOP = "estop"  # latched stop; nothing moves until an explicit reset
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Supervisor verdict for one tick."""
+
+    may_move: bool  # False: hold (or stop); the adapter must not advance its target
+    may_send: bool  # False: compute only, never actuate (dry-run or e-stop)
+    status: ControlStatus
+    reason: str
+
+
+@dataclass
+class SafetyConfig:
+    """Supervisor settings. Dry-run is on unless the node explicitly arms the robot."""
+
+    dry_run: bool = True
+    # Newest chunk's observation stamp older than this → hold. 1.0 s matches the Bridge
+    # camera-stamp tolerance and vla_ros2's image staleness limit.
+    chunk_timeout_s: float = 1.0
+    # Measured joint state older than this → hold. xs_sdk publishes at 100 Hz (its
+    # simulator at 20–30 Hz); 0.25 s is several periods of either.
+    state_timeout_s: float = 0.25
+
+
+class SafetySupervisor:
+    """Dry-run gate + latched e-stop + watchdog, consulted by an adapter on every tick."""
+
+    def __init__(self, config: SafetyConfig):
+        self.config = config
+        self.dry_run = config.dry_run
+        self._estop_reason: str | None = None
+        self.watchdog = Watchdog({"chunk": config.chunk_timeout_s, "state": config.state_timeout_s})
+
+    # e-stop latch -------------------------------------------------------------
+    def trigger_estop(self, reason: str) -> None:
+        if self._estop_reason is None:
+            self._estop_reason = reason or "e-stop"
+
+    def reset_estop(self) -> None:
+        self._estop_reason = None
+
+    @property
+    def estopped(self) -> bool:
+        return self._estop_reason is not None
+
+    # per-tick verdict ---------------------------------------------------------
+    def gate(self, now: float) -> Gate:
+        if self._estop_reason is not None:
+            return Gate(False, False, ControlStatus.ESTOP, f"e-stop latched: {self._estop_reason}")
+        stale = self.watchdog.stale(now)
+        if stale:
+            return Gate(False, not self.dry_run, ControlStatus.HOLD, "; ".join(stale))
+        return Gate(True, not self.dry_run, ControlStatus.MOVE, "")
+
+
+@dataclass(frozen=True)
+class ControlOutput:
+    """What an adapter's ``step(now)`` returns to the node.
+
+    ``target`` is always the currently commanded value (joint angles, or a TCP pose for UR):
+    the new one on MOVE, the held one on HOLD/ESTOP. ``send`` is True only when the node should
+    transmit ``target`` now (armed, not e-stopped, and a new target was computed). ``gripper`` is
+    the robot-side gripper command to transmit, or None when nothing changes.
+    """
+
+    status: ControlStatus
+    reason: str
+    target: np.ndarray
+    send: bool
+    gripper: float | None = None
+    send_gripper: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
