@@ -1,0 +1,209 @@
+"""Read a recorded episode back into arrays (for review and export). No rclpy, no ROS install:
+rosbags' AnyReader decodes with the definitions embedded in the bag.
+
+Streams are found by type: every ``sensor_msgs/Image``/``CompressedImage`` topic is a camera
+(except ``*goal_image``, the goal), the first ``JointState`` topic is the robot state,
+``ActionChunk`` the policy output, ``PolicyStatus`` the status, ``DiagnosticArray`` the
+diagnostics (safety clamps are the statuses with a key or message containing "clamp").
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+@dataclass
+class CameraStream:
+    topic: str
+    times: np.ndarray  # receive time, ns
+    _msgs: list = field(repr=False)
+
+    def frame(self, i: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB."""
+        from octo_ros.perception.image_codec import decode_image_msg
+
+        return decode_image_msg(self._msgs[i])
+
+    def index_at(self, t_ns: int) -> int:
+        """Latest frame received at or before ``t_ns`` (-1: none yet)."""
+        return int(np.searchsorted(self.times, t_ns, side="right")) - 1
+
+    @property
+    def key(self) -> str:
+        """Feature-friendly name: ``/cam/image_raw`` → ``cam``; ``/wrist/image`` → ``wrist``."""
+        parts = [p for p in self.topic.split("/") if p and p not in ("image_raw", "image", "compressed", "image_rect")]
+        return "_".join(parts) or "camera"
+
+
+@dataclass
+class Chunks:
+    times: np.ndarray  # receive time, ns (N,)
+    stamps: np.ndarray  # header stamp, ns (N,)
+    sequence: np.ndarray
+    actions: list[np.ndarray]  # (H, D) each, unnormalized
+    step_period: np.ndarray
+    latency: np.ndarray
+    dimension_names: list[str]
+    task: list[str]
+
+    def action_at(self, t_ns: int) -> tuple[np.ndarray | None, int, int]:
+        """(action executed at t, chunk index, row) with receding-horizon execution of the
+        newest chunk received by t: row = steps elapsed since the chunk's observation stamp."""
+        i = int(np.searchsorted(self.times, t_ns, side="right")) - 1
+        if i < 0:
+            return None, -1, -1
+        a = self.actions[i]
+        period = self.step_period[i] if self.step_period[i] > 0 else 0.2
+        row = int(np.clip(np.floor((t_ns - self.stamps[i]) / 1e9 / period + 1e-6), 0, a.shape[0] - 1))
+        return a[row], i, row
+
+
+@dataclass
+class Episode:
+    bag: Path
+    metadata: dict[str, Any]
+    start_ns: int
+    end_ns: int
+    cameras: list[CameraStream]
+    goal_image: np.ndarray | None
+    joint_times: np.ndarray | None
+    joint_names: list[str]
+    joint_positions: np.ndarray | None  # (N, J)
+    chunks: Chunks | None
+    status_times: np.ndarray
+    status_state: np.ndarray
+    clamp_times: np.ndarray  # ns of diagnostics statuses reporting a clamp
+    instructions: list[tuple[int, str]]  # (time, text) from the instruction topic / status
+
+    @property
+    def instruction(self) -> str:
+        return self.metadata.get("instruction") or (self.instructions[0][1] if self.instructions else "")
+
+    def state_at(self, t_ns: int) -> np.ndarray | None:
+        if self.joint_times is None:
+            return None
+        i = int(np.searchsorted(self.joint_times, t_ns, side="right")) - 1
+        return None if i < 0 else self.joint_positions[i]
+
+
+def _ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _deserialize(reader, raw: bytes, msgtype: str):
+    """AnyReader's deserialize, tolerating trailing bytes after a complete message (rclpy's
+    ``serialize_message`` on Kilted leaves up to 8 such bytes after trailing double sequences;
+    rosbags rejects more than 3)."""
+    from rosbags.highlevel.anyreader import AnyReaderError
+
+    try:
+        return reader.deserialize(raw, msgtype)
+    except AnyReaderError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        msgdef = reader.typestore.get_msgdef(msgtype)
+        func = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+        return func(memoryview(raw)[4:], 0, msgdef.cls, reader.typestore)[0]
+
+
+def load_episode(bag: str | Path) -> Episode:
+    from rosbags.highlevel import AnyReader
+
+    bag = Path(bag)
+    if not is_complete(bag):
+        raise RecordingError(f"{bag} is not a complete bag (its recorder died?): run `octo-ros repair {bag}` first")
+    by_topic: dict[str, list[tuple[int, Any]]] = {}
+    types: dict[str, str] = {}
+    with AnyReader([bag]) as reader:
+        for conn in reader.connections:
+            types[conn.topic] = conn.msgtype
+        for conn, t_ns, raw in reader.messages():
+            by_topic.setdefault(conn.topic, []).append((t_ns, _deserialize(reader, raw, conn.msgtype)))
+        start_ns, end_ns = reader.start_time, reader.end_time
+
+    metadata: dict[str, Any] = {}
+    for _, msg in by_topic.get(METADATA_TOPIC, []):
+        metadata.update(json.loads(msg.data))  # stop (last) overrides start
+    try:
+        from octo_ros.recording.bag import read_episode_metadata
+
+        metadata.update(read_episode_metadata(bag))
+    except (OSError, KeyError, ValueError):
+        pass
+
+    cameras, goal = [], None
+    for topic in sorted(by_topic):
+        if types[topic] not in IMAGE_TYPES:
+            continue
+        msgs = by_topic[topic]
+        if topic.rstrip("/").endswith("goal_image"):
+            from octo_ros.perception.image_codec import decode_image_msg
+
+            goal = decode_image_msg(msgs[-1][1])
+            continue
+        cameras.append(CameraStream(topic, np.array([t for t, _ in msgs], dtype=np.int64), [m for _, m in msgs]))
+
+    joint_topic = next((t for t in sorted(by_topic, key=lambda t: (not t.endswith("joint_states"), t))
+                        if types[t] == "sensor_msgs/msg/JointState"), None)
+    joint_times = joint_pos = None
+    joint_names: list[str] = []
+    if joint_topic:
+        msgs = by_topic[joint_topic]
+        joint_names = list(msgs[0][1].name)
+        width = len(msgs[0][1].position)
+        rows = [(t, np.asarray(m.position, dtype=np.float64)) for t, m in msgs if len(m.position) == width]
+        joint_times = np.array([t for t, _ in rows], dtype=np.int64)
+        joint_pos = np.stack([p for _, p in rows]) if rows else np.zeros((0, width))
+
+    chunks = None
+    chunk_topic = next((t for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk"), None)
+    if chunk_topic:
+        msgs = by_topic[chunk_topic]
+        chunks = Chunks(
+            times=np.array([t for t, _ in msgs], dtype=np.int64),
+            stamps=np.array([_ns(m.header.stamp) for _, m in msgs], dtype=np.int64),
+            sequence=np.array([m.sequence for _, m in msgs], dtype=np.int64),
+            actions=[np.asarray(m.actions, dtype=np.float32).reshape(int(m.horizon), int(m.action_dim)) for _, m in msgs],
+            step_period=np.array([m.step_period for _, m in msgs], dtype=np.float64),
+            latency=np.array([m.inference_latency for _, m in msgs], dtype=np.float64),
+            dimension_names=list(msgs[0][1].dimension_names),
+            task=[m.task for _, m in msgs],
+        )
+
+    status = [(t, m) for topic in by_topic if types[topic] == "octo_ros_msgs/msg/PolicyStatus" for t, m in by_topic[topic]]
+    clamps = []
+    for topic in by_topic:
+        if types[topic] != "diagnostic_msgs/msg/DiagnosticArray":
+            continue
+        for t, arr in by_topic[topic]:
+            for st in arr.status:
+                if "clamp" in st.message.lower() or any("clamp" in kv.key.lower() and kv.value.lower() not in ("0", "false", "")
+                                                        for kv in st.values):
+                    clamps.append(t)
+    instructions = [(t, m.data) for topic in by_topic if topic.endswith("instruction") and types[topic] == "std_msgs/msg/String"
+                    for t, m in by_topic[topic]]
+    return Episode(
+        bag=bag, metadata=metadata, start_ns=start_ns, end_ns=end_ns, cameras=cameras, goal_image=goal,
+        joint_times=joint_times, joint_names=joint_names, joint_positions=joint_pos, chunks=chunks,
+        status_times=np.array([t for t, _ in status], dtype=np.int64),
+        status_state=np.array([m.state for _, m in status], dtype=np.int64),
+        clamp_times=np.array(sorted(clamps), dtype=np.int64), instructions=sorted(instructions),
+    )
+
+
+def gripper_dim(ep: Episode) -> int | None:
+    if ep.chunks is None:
+        return None
+    names = [n.lower() for n in ep.chunks.dimension_names]
+    for i, n in enumerate(names):
+        if "gripper" in n:
+            return i
+    return None

@@ -1,0 +1,137 @@
+"""The graph description, the launch files built from it, and the in-repo launcher."""
+import ast
+import io
+import runpy
+import sys
+import types
+
+import pytest
+
+from octo_ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
+from octo_ros.launcher import GraphProcess
+from support.ros_harness import REPO_ROOT
+
+
+def _console_scripts():
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    entry_points = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
+    return {line.split("=")[0].strip() for line in entry_points["console_scripts"]}
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+@pytest.mark.parametrize("sim", [False, True])
+def test_description_of_each_robot(robot, sim):
+    specs = describe(robot, sim=sim, arguments={"checkpoint": "/models/octo", "dry_run": "false"})
+    names = [s.name for s in specs]
+    expected = ["observation_buffer", "policy", ADAPTERS[robot]] + ([SIMULATORS[robot]] if sim else [])
+    assert names == expected
+    assert {s.executable for s in specs} <= _console_scripts(), "every node must be startable with ros2 run"
+    by_name = {s.name: s for s in specs}
+    assert by_name["policy"].parameters["checkpoint"] == "/models/octo"
+    assert by_name[ADAPTERS[robot]].parameters["dry_run"] is False
+    assert len(by_name["policy"].parameters["action_dimension_names"]) == {"bimanual": 14}.get(robot, 7)
+    # the robot side stops first
+    assert min(specs, key=lambda s: s.stop_order).name == ADAPTERS[robot]
+
+
+def test_launch_arguments_and_overrides():
+    default = describe("widowx")
+    assert next(s for s in default if s.name == "widowx_adapter").parameters["dry_run"] is True, "dry-run by default"
+    specs = describe("widowx", arguments={"record": "true", "namespace": "/left_cell", "policy.dtype": "bfloat16",
+                                         "dataset_statistics_key": "fractal20220817_data"})
+    assert [s.name for s in specs][-1] == "recorder"
+    assert all(s.namespace == "left_cell" for s in specs)
+    policy = next(s for s in specs if s.name == "policy")
+    assert policy.parameters["dtype"] == "bfloat16"
+    assert policy.parameters["dataset_statistics_key"] == "fractal20220817_data"
+    with pytest.raises(ValueError, match="unknown launch argument 'checkpiont'"):
+        describe("widowx", arguments={"checkpiont": "x"})
+    with pytest.raises(ValueError, match="not a boolean"):
+        describe("widowx", arguments={"dry_run": "maybe"})
+    with pytest.raises(ValueError, match="unknown robot 'franka'"):
+        describe("franka")
+    with pytest.raises(ValueError, match="nodes not in the widowx graph"):
+        describe("widowx", arguments={"aloha_sim.task": "insertion"})
+
+
+def _stand_in_launch_modules():
+    """Minimal stand-ins for `launch`/`launch_ros` that record what a launch file builds
+    (used only where the real packages are not installed)."""
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class LaunchConfiguration(Recorded):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    class OpaqueFunction(Recorded):
+        def execute(self, context):
+            return self.kwargs["function"](context)
+
+    class LaunchDescription(Recorded):
+        pass
+
+    modules = {name: types.ModuleType(name) for name in
+               ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    modules["launch"].LaunchDescription = LaunchDescription
+    modules["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (Recorded,), {})
+    modules["launch.actions"].OpaqueFunction = OpaqueFunction
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch_ros.actions"].Node = type("Node", (Recorded,), {})
+    return modules
+
+
+@pytest.mark.parametrize("launch_file,robot,sim", [
+    ("widowx.launch.py", "widowx", False), ("ur5.launch.py", "ur5", False),
+    ("bimanual.launch.py", "bimanual", False), ("sim.launch.py", "ur5", True), ("sim.launch.py", "bimanual", True)])
+def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot, sim):
+    try:
+        import launch_ros  # noqa: F401  (on a ROS workstation the real modules are used)
+        real = True
+    except ImportError:
+        real = False
+        for name, module in _stand_in_launch_modules().items():
+            monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.delitem(sys.modules, "octo_ros.launch_description", raising=False)
+    description = runpy.run_path(str(REPO_ROOT / "launch" / launch_file))["generate_launch_description"]()
+    if real:
+        assert description.entities
+        return
+    *declared, opaque = description.args[0]
+    declared_names = [d.args[0] for d in declared]
+    assert set(LAUNCH_ARGUMENTS) <= set(declared_names)
+    assert ("robot" in declared_names) == (launch_file == "sim.launch.py")
+    context = {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    context.update(robot=robot, checkpoint="/models/octo", record="true")
+    nodes = opaque.execute(context)
+    specs = describe(robot, sim=sim, arguments={k: v for k, v in context.items() if k != "robot"})
+    assert [n.kwargs["name"] for n in nodes] == [s.name for s in specs]
+    for node, spec in zip(nodes, specs):
+        assert node.kwargs["package"] == "octo_ros"
+        assert node.kwargs["executable"] == spec.executable
+        assert node.kwargs["parameters"] == [spec.parameters]
+        assert node.kwargs["remappings"] == list(spec.remappings)
+        assert node.kwargs["namespace"] == spec.namespace
+
+
+def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
+    from octo_ros.graph import NodeSpec
+
+    specs = [
+        NodeSpec("widowx_sim", "widowx_sim", {"render_rate": 2.0}, stop_order=0),
+        NodeSpec("policy", "policy", {"checkpoint": str(tmp_path / "missing")}),  # dies: no checkpoint there
+    ]
+    out = io.StringIO()
+    graph = GraphProcess(specs, out=out)
+    with graph:
+        healthy = graph.wait(duration=60)
+    text = out.getvalue()
+    assert not healthy
+    assert graph.failed == ["policy"]
+    assert "[launch] policy exited with code 1" in text
+    assert any(line.startswith("[policy] ") and "missing" in line for line in text.splitlines())
+    assert any(line.startswith("[widowx_sim] ") for line in text.splitlines())
+    assert all(p.poll() is not None for p in graph.processes.values()), "the graph must come down"
+    assert graph.processes["widowx_sim"].returncode == 0, "the others are stopped cleanly (SIGINT)"
