@@ -142,3 +142,41 @@ def run(specs: Sequence[NodeSpec], duration: float | None = None, keep_going: bo
         graph.stop()
         signal.signal(signal.SIGTERM, previous)
     return 0 if healthy else 1
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, str]:
+    """``key:=value`` command-line items (as `ros2 launch` takes them) into a dict."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition(":=")
+        if not sep or not key:
+            raise ValueError(f"'{item}' is not key:=value")
+        out[key] = value
+    return out
+
+
+def _cmd_launch(args) -> int:
+    from octo_ros.graph import describe
+
+    try:
+        specs = describe(args.robot, sim=args.sim, arguments=parse_assignments(args.assignments))
+    except ValueError as err:
+        print(f"octo-ros launch: {err}", file=sys.stderr)
+        return 2
+    return run(specs, duration=args.duration, keep_going=args.keep_going)
+
+
+def register(subparsers) -> None:
+    from octo_ros.graph import LAUNCH_ARGUMENTS, ROBOTS
+
+    p = subparsers.add_parser(
+        "launch", help="run a robot's node graph as child processes (where `ros2 launch` is unavailable)",
+        description="Runs the same graph as launch/<robot>.launch.py. Arguments: "
+        + ", ".join(f"{k} (default '{d}')" for k, (d, _) in LAUNCH_ARGUMENTS.items())
+        + ", or node.parameter:=value.")
+    p.add_argument("robot", choices=ROBOTS)
+    p.add_argument("--sim", action="store_true", help="start the simulated robot too")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--keep-going", action="store_true", help="keep the graph up when a node dies")
+    p.add_argument("assignments", nargs="*", metavar="key:=value")
+    p.set_defaults(func=_cmd_launch)

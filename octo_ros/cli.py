@@ -1,0 +1,81 @@
+"""``octo-ros`` command line (subcommands; others are added by other parts of the project)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Optional, Sequence
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from octo_ros.model import OctoPolicy
+    from octo_ros.model.cases import read_case, run_case
+
+    t0 = time.perf_counter()
+    policy = OctoPolicy.load(args.checkpoint, device=args.device, dtype=args.dtype, threads=args.threads,
+                             step=args.step, tokenizer=args.tokenizer)
+    t1 = time.perf_counter()
+    result = run_case(policy, read_case(args.inputs), dataset_key=args.dataset_key, seed=args.seed)
+    t2 = time.perf_counter()
+    np.savez(args.output, **result)
+    print(json.dumps({"model": policy.model_id, "output": args.output, "load_s": round(t1 - t0, 3),
+                      "infer_s": round(t2 - t1, 3), "keys": sorted(result)}))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from octo_ros.model import convert_checkpoint
+
+    t0 = time.perf_counter()
+    out = convert_checkpoint(args.checkpoint, args.output, step=args.step, progress=not args.quiet)
+    print(json.dumps({"output": str(out), "seconds": round(time.perf_counter() - t0, 2)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="octo-ros", description="Octo policy tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infer", help="run one case file (golden key convention) through a checkpoint")
+    p.add_argument("checkpoint", help="official checkpoint directory or native (converted) directory")
+    p.add_argument("inputs", help="case .npz with input/... keys and optional ddpm/initial_noise, ddpm/step_noise")
+    p.add_argument("output", help="output .npz (head/readout_embedding, actions/normalized, actions/unnormalized)")
+    p.add_argument("--dataset-key", default=None, help="dataset statistics key for un-normalisation")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--step", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="noise seed when the case has no injected noise")
+    p.add_argument("--tokenizer", default=None, help="T5 tokenizer file/folder (only for text instructions)")
+    p.set_defaults(func=_cmd_infer)
+
+    p = sub.add_parser("convert", help="convert an official checkpoint to the native safetensors format")
+    p.add_argument("checkpoint")
+    p.add_argument("output")
+    p.add_argument("--step", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_convert)
+
+    from octo_ros.recording.cli import register as register_recording  # review, export, repair
+
+    register_recording(sub)
+
+    from octo_ros.demo import register as register_demo
+    from octo_ros.launcher import register as register_launch
+
+    register_launch(sub)
+    register_demo(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
