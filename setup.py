@@ -25,6 +25,13 @@ setup(
             "octo-ros = octo_ros.cli:main",
             "observation_buffer = octo_ros.nodes.observation_buffer:main",
             "policy = octo_ros.nodes.policy:main",
+            "recorder = octo_ros.nodes.recorder:main",
+            "widowx_adapter = octo_ros.nodes.widowx_adapter:main",
+            "ur5_adapter = octo_ros.nodes.ur5_adapter:main",
+            "bimanual_adapter = octo_ros.nodes.bimanual_adapter:main",
+            "widowx_sim = octo_ros.nodes.widowx_sim:main",
+            "ur5_sim = octo_ros.nodes.ur5_sim:main",
+            "aloha_sim = octo_ros.nodes.aloha_sim:main",
         ],
     },
 )

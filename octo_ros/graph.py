@@ -115,6 +115,11 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     if args["dataset_statistics_key"]:
         params.setdefault("policy", {})["dataset_statistics_key"] = args["dataset_statistics_key"]
     params.setdefault(adapter, {})["dry_run"] = _parse_bool("dry_run", args["dry_run"])
+    # the recorder stores the evidence of what drove the robot with each episode
+    recorder = params.setdefault("recorder", {})
+    recorder["checkpoint_id"] = str(params.get("policy", {}).get("checkpoint", ""))
+    recorder["dataset_statistics_key"] = str(params.get("policy", {}).get("dataset_statistics_key", ""))
+    recorder["seed"] = int(params.get("policy", {}).get("seed", 0))
     for node, values in overrides.items():
         params.setdefault(node, {}).update(values)
 

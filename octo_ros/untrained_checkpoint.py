@@ -21,6 +21,7 @@ INSTRUCTIONS = [
 ]
 
 MARKER = "octo_ros_untrained.json"
+TOKENIZER_VERSION = 2  # bump when write_tokenizer changes, so cached checkpoints are rewritten
 
 
 def write_tokenizer(path: Path) -> Path:
@@ -28,8 +29,8 @@ def write_tokenizer(path: Path) -> Path:
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(INSTRUCTIONS * 20), model_writer=model, vocab_size=96, pad_id=0, eos_id=1,
-        unk_id=2, bos_id=-1, model_type="unigram", hard_vocab_limit=False, minloglevel=2)
+        sentence_iterator=iter(INSTRUCTIONS * 20), model_writer=model, vocab_size=64, pad_id=0, eos_id=1,
+        unk_id=2, bos_id=-1, model_type="word", hard_vocab_limit=False, minloglevel=2)
     target = path / "spiece.model"
     target.write_bytes(model.getvalue())
     return target
@@ -41,7 +42,7 @@ def make_untrained_checkpoint(path: str | Path, *, cameras=("primary",), action_
     """Write (once: an existing one with the same settings is kept) a tiny untrained
     Octo checkpoint with a tokenizer at ``path``."""
     path = Path(path)
-    settings = dict(cameras=list(cameras), action_dim=action_dim, action_horizon=action_horizon, head=head,
+    settings = dict(tokenizer=TOKENIZER_VERSION, cameras=list(cameras), action_dim=action_dim, action_horizon=action_horizon, head=head,
                     dataset=dataset, seed=seed, proprio_dim=proprio_dim)
     marker = path / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == settings:

@@ -207,6 +207,8 @@ class PolicyNode(Node):
                           normalized=out.normalized[0], dimension_names=self.dimension_names,
                           step_period_s=self.step_period, model_id=self.policy.model_id,
                           task=task.describe(), inference_latency_s=latency)
+            if not self.context.ok():  # shutting down (Ctrl-C): nothing to publish to
+                break
             self.chunk_publisher.publish(chunk_to_msg(chunk))
             self.sequence += 1
             self._set_state(PolicyStatus.RUNNING, f"running: {task.describe()}")
