@@ -31,10 +31,17 @@ def node_command(spec: NodeSpec, params_file: Path) -> list[str]:
     return argv
 
 
+class _ParamsDumper(yaml.SafeDumper):
+    """Quotes every string: rcl's YAML parser reads bare y/n/on/off as booleans."""
+
+
+_ParamsDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="'"))
+
+
 def write_params_file(spec: NodeSpec, directory: Path) -> Path:
     path = directory / f"{spec.name}.yaml"
     key = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-    path.write_text(yaml.safe_dump({key: {"ros__parameters": spec.parameters}}, sort_keys=False))
+    path.write_text(yaml.dump({key: {"ros__parameters": spec.parameters}}, Dumper=_ParamsDumper, sort_keys=False))
     return path
 
 

@@ -135,3 +135,20 @@ def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
     assert any(line.startswith("[widowx_sim] ") for line in text.splitlines())
     assert all(p.poll() is not None for p in graph.processes.values()), "the graph must come down"
     assert graph.processes["widowx_sim"].returncode == 0, "the others are stopped cleanly (SIGINT)"
+
+
+def test_params_file_keeps_strings_that_look_like_booleans(ros, tmp_path):
+    """x, y, z... as action dimension names must reach the node as strings (rcl's YAML
+    parser reads a bare y as a boolean)."""
+    from octo_ros.graph import NodeSpec
+    from octo_ros.launcher import node_command, write_params_file
+    from rcl_interfaces.srv import GetParameters
+
+    spec = NodeSpec("params_probe", "observation_buffer", {
+        "camera_inputs": ["image_primary"], "proprio_joints": ["x", "y", "on", "no"]}, namespace="cell")
+    argv = node_command(spec, write_params_file(spec, tmp_path))
+    proc = ros.spawn("params_probe", argv[1:])
+    client = ros.node("params_reader").create_client(GetParameters, "/cell/params_probe/get_parameters")
+    reply = ros.call(client, GetParameters.Request(names=["proprio_joints"]), timeout=30)
+    assert list(reply.values[0].string_array_value) == ["x", "y", "on", "no"]
+    assert proc.alive()
