@@ -2,12 +2,16 @@
 Used by launch/*.launch.py on a workstation with `launch` and `launch_ros`."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from octo_ros.graph import LAUNCH_ARGUMENTS, ROBOTS, describe
+from octo_ros.launcher import write_params_file
 
 
 def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
@@ -21,13 +25,16 @@ def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
         chosen = robot or LaunchConfiguration("robot").perform(context)
+        # Parameters go through a file written with every string quoted: launch_ros would
+        # dump a dict with PyYAML, which leaves e.g. "y" bare and rcl reads it as a boolean.
+        params_dir = Path(tempfile.mkdtemp(prefix="octo_ros_launch_"))
         return [
             Node(
                 package="octo_ros",
                 executable=spec.executable,
                 name=spec.name,
                 namespace=spec.namespace,
-                parameters=[spec.parameters],
+                parameters=[str(write_params_file(spec, params_dir))],
                 remappings=list(spec.remappings),
                 output="screen",
                 emulate_tty=True,

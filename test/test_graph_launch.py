@@ -6,6 +6,7 @@ import sys
 import types
 
 import pytest
+import yaml
 
 from octo_ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
 from octo_ros.launcher import GraphProcess
@@ -111,7 +112,9 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
     for node, spec in zip(nodes, specs):
         assert node.kwargs["package"] == "octo_ros"
         assert node.kwargs["executable"] == spec.executable
-        assert node.kwargs["parameters"] == [spec.parameters]
+        (params_file,) = node.kwargs["parameters"]
+        key = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
+        assert yaml.safe_load(open(params_file))[key]["ros__parameters"] == spec.parameters
         assert node.kwargs["remappings"] == list(spec.remappings)
         assert node.kwargs["namespace"] == spec.namespace
 

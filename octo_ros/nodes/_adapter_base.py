@@ -188,13 +188,13 @@ class AdapterNodeBase(Node):
         self.diagnostics.publish(level, message, values)
 
 
-def run(node_class) -> None:
+def run(node_class, name: str) -> None:
     """main() of an adapter node: build it (exit 1 with the reason on bad parameters), spin, clean up."""
     rclpy.init()
     try:
         node = node_class()
     except (ValueError, KeyError, OSError, RuntimeError) as err:
-        rclpy.logging.get_logger(node_class.__name__).fatal(str(err))
+        rclpy.logging.get_logger(name).fatal(str(err))
         rclpy.try_shutdown()
         raise SystemExit(1) from None
     try:

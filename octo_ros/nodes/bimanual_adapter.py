@@ -100,7 +100,7 @@ class BimanualAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run(BimanualAdapterNode)
+    run(BimanualAdapterNode, "bimanual_adapter")
 
 
 if __name__ == "__main__":

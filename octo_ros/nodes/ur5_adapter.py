@@ -223,7 +223,7 @@ class UR5AdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run(UR5AdapterNode)
+    run(UR5AdapterNode, "ur5_adapter")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class WidowXAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run(WidowXAdapterNode)
+    run(WidowXAdapterNode, "widowx_adapter")
 
 
 if __name__ == "__main__":
