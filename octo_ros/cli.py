@@ -73,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key:=value items may follow options (`launch widowx --sim checkpoint:=...`), which
+    # argparse does not give to a positional once an option came in between.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "assignments") or any(":=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.assignments = list(args.assignments) + extra
     return args.func(args)
 
 

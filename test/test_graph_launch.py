@@ -155,3 +155,12 @@ def test_params_file_keeps_strings_that_look_like_booleans(ros, tmp_path):
     reply = ros.call(client, GetParameters.Request(names=["proprio_joints"]), timeout=30)
     assert list(reply.values[0].string_array_value) == ["x", "y", "on", "no"]
     assert proc.alive()
+
+
+def test_launch_command_rejects_unknown_arguments(capsys):
+    from octo_ros.cli import main
+
+    assert main(["launch", "widowx", "--sim", "checkpiont:=/x"]) == 2
+    assert "unknown launch argument 'checkpiont'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["launch", "widowx", "--sim", "stray"])
