@@ -64,6 +64,9 @@ def run_demo(out: Path, duration: float) -> dict:
         "recorder.output_dir": str(out / "bags"),
     })
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # The demo commands follower arms by their real topic names: keep it on this machine,
+    # so it can never reach a real robot on the network.
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     rclpy.init()
     node = Node("octo_ros_demo")
     chunks: list[ActionChunk] = []

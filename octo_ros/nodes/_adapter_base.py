@@ -60,6 +60,7 @@ class AdapterNodeBase(Node):
         self.chunks_rejected = 0
         self.commands_sent = 0
         self.ticks = 0
+        self.clamped_ticks = 0  # since the last diagnostics report: ticks whose command a safety limit changed
         self._last_reason_kind = ""
 
     # --------------------------------------------------------------- set-up
@@ -140,6 +141,8 @@ class AdapterNodeBase(Node):
         self.ticks += 1
         if out.send:
             self.commands_sent += 1
+        if out.notes:
+            self.clamped_ticks += 1
         kind = _reason_kind(out.reason)
         if out.status is not ControlStatus.MOVE and out.reason and kind != self._last_reason_kind:
             self.warnings.warn(f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}")
@@ -183,7 +186,10 @@ class AdapterNodeBase(Node):
         values = {"status": out.status.value if out else "none", "reason": out.reason if out else "",
                   "dry_run": self.dry_run, "estopped": self.adapter.supervisor.estopped,
                   "chunks_accepted": self.chunks_accepted, "chunks_rejected": self.chunks_rejected,
-                  "commands_sent": self.commands_sent, "ticks": self.ticks}
+                  "commands_sent": self.commands_sent, "ticks": self.ticks,
+                  # recorded with the episode; `octo-ros review` plots the ticks with clamps
+                  "safety_clamps": self.clamped_ticks, "last_clamp": "; ".join(out.notes) if out else ""}
+        self.clamped_ticks = 0
         values.update(self.extra_diagnostics())
         self.diagnostics.publish(level, message, values)
 
