@@ -83,7 +83,6 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def measure(robot: str, seconds: float, log) -> dict:
-    import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node

@@ -3,9 +3,11 @@ what went wrong, and diagnostics."""
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -56,3 +58,28 @@ class Diagnostics:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._publisher.publish(array)
+
+
+def run_node(make_node: Callable[[], Node], name: str, threads: int = 1) -> None:
+    """main() of an octo_ros node: build it (bad parameters or files: a fatal log that
+    says why, exit code 1), spin until Ctrl-C or shutdown, then let it release what it
+    holds (its ``close()``, when it has one) and destroy it."""
+    rclpy.init()
+    try:
+        node = make_node()
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
+        rclpy.logging.get_logger(name).fatal(str(err))
+        rclpy.try_shutdown()
+        raise SystemExit(1) from None
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -17,7 +17,6 @@ with servoStop + stopScript. The ur_rtde objects are created only in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

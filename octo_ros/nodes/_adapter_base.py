@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import re
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -192,22 +190,3 @@ class AdapterNodeBase(Node):
         self.clamped_ticks = 0
         values.update(self.extra_diagnostics())
         self.diagnostics.publish(level, message, values)
-
-
-def run(node_class, name: str) -> None:
-    """main() of an adapter node: build it (exit 1 with the reason on bad parameters), spin, clean up."""
-    rclpy.init()
-    try:
-        node = node_class()
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
-        rclpy.logging.get_logger(name).fatal(str(err))
-        rclpy.try_shutdown()
-        raise SystemExit(1) from None
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()

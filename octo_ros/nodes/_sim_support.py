@@ -9,17 +9,14 @@
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Callable
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -140,20 +137,3 @@ class SimNodeBase(Node):
 
     def close(self) -> None:
         self.stop_render_thread()
-
-
-def run(node_factory: Callable[[], SimNodeBase]) -> int:
-    """Standard main: spin until SIGINT / shutdown, then stop the render thread and exit 0."""
-    rclpy.init(args=sys.argv)
-    node = None
-    try:
-        node = node_factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0

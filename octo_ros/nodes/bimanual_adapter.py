@@ -24,7 +24,8 @@ from octo_ros.control.bimanual import ALOHA2_FOLLOWER_GRIPPER, ArmSideConfig, Bi
 from octo_ros.control.kinematics import ARM_JOINTS
 from octo_ros.control.safety import ControlOutput
 from octo_ros.messages import ns_to_stamp
-from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, run, stamp_seconds
+from octo_ros.ros_support import run_node
+from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
 from octo_ros.nodes.widowx_adapter import execution_config, safety_config
 from octo_ros.ros_support import SENSOR_QOS
 
@@ -100,7 +101,7 @@ class BimanualAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run(BimanualAdapterNode, "bimanual_adapter")
+    run_node(BimanualAdapterNode, "bimanual_adapter")
 
 
 if __name__ == "__main__":

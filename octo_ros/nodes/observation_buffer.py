@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
@@ -25,7 +23,7 @@ from octo_ros.perception.observation import (
     stamp_to_ns,
 )
 from octo_ros.perception.image_codec import PerceptionInputError
-from octo_ros.ros_support import ERROR, OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle
+from octo_ros.ros_support import ERROR, OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle, run_node
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
 
@@ -126,16 +124,8 @@ class ObservationBufferNode(Node):
         self.diagnostics.publish(level, message, values)
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    node = ObservationBufferNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main() -> None:
+    run_node(ObservationBufferNode, "observation_buffer")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import rclpy
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -35,7 +33,7 @@ from octo_ros.policy_runtime import (
     validate_goal_image,
     validate_instruction,
 )
-from octo_ros.ros_support import ERROR, LATCHED_QOS, OK, WARN, Diagnostics, WarningThrottle
+from octo_ros.ros_support import run_node, ERROR, LATCHED_QOS, OK, WARN, Diagnostics, WarningThrottle
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow, PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 
@@ -235,30 +233,15 @@ class PolicyNode(Node):
             "model_id": self.policy.model_id, "task": task.describe(), "chunks_published": self.sequence,
             "windows_dropped": self.windows.dropped, "latency_p50_s": f"{p50:.4f}", "latency_p95_s": f"{p95:.4f}"})
 
-    def destroy_node(self):
+    def close(self) -> None:
         self._running = False
         self.windows.close()
         self._worker.join(timeout=10)
-        return super().destroy_node()
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ValueError, OSError) as err:  # bad parameters or checkpoint: say why and exit
-        rclpy.logging.get_logger("policy").fatal(str(err))
-        rclpy.try_shutdown()
-        raise SystemExit(1) from None
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main() -> None:
+    # two threads: task services and observation windows are served while inference runs
+    run_node(PolicyNode, "policy", threads=2)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ from __future__ import annotations
 import importlib
 import threading
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from octo_ros.ros_support import run_node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec, unfinished_bags
@@ -251,7 +251,7 @@ class RecorderNode(Node):
         if msg.task_kind not in ("", "none") and self.episode is None:
             self.start_episode(msg.instruction, {"started_by": "auto_episode"}, auto=True)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         """On Ctrl-C: close a running episode properly (outcome ``interrupted``)."""
         if self.episode is not None:
             ok, message, _ = self.stop_episode("interrupted", {"stopped_by": "recorder shutdown"})
@@ -264,17 +264,8 @@ def _expand(path: str) -> str:
     return os.path.expanduser(path)
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    node = RecorderNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main() -> None:
+    run_node(RecorderNode, "recorder")
 
 
 if __name__ == "__main__":

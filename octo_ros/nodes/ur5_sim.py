@@ -21,7 +21,8 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 
 from octo_ros.control.kinematics import rotation_log
-from octo_ros.nodes._sim_support import SimNodeBase, image_msg, run
+from octo_ros.ros_support import run_node
+from octo_ros.nodes._sim_support import SimNodeBase, image_msg
 from octo_ros.sim.render import render_scene
 from octo_ros.sim.ur5 import UR_JOINTS, UR5Scene, UR5SceneConfig, ur5_capsules
 
@@ -101,8 +102,8 @@ class UR5SimNode(SimNodeBase):
         self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
 
 
-def main() -> int:
-    return run(UR5SimNode)
+def main() -> None:
+    run_node(UR5SimNode, "ur5_sim")
 
 
 if __name__ == "__main__":

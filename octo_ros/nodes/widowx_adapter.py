@@ -21,7 +21,8 @@ from octo_ros.control.kinematics import ARM_JOINTS
 from octo_ros.control.safety import ControlOutput, SafetyConfig
 from octo_ros.control.widowx import WidowXAdapter, WidowXConfig
 from octo_ros.messages import ns_to_stamp
-from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, run, stamp_seconds
+from octo_ros.ros_support import run_node
+from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
 from octo_ros.ros_support import SENSOR_QOS
 
 
@@ -103,7 +104,7 @@ class WidowXAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run(WidowXAdapterNode, "widowx_adapter")
+    run_node(WidowXAdapterNode, "widowx_adapter")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.control.interbotix_sim import InterbotixSimConfig
-from octo_ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg, run
+from octo_ros.ros_support import run_node
+from octo_ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
 from octo_ros.sim.widowx import WidowXSim, WidowXSimConfig
 
 
@@ -102,8 +103,8 @@ class WidowXSimNode(SimNodeBase):
         self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
 
 
-def main() -> int:
-    return run(WidowXSimNode)
+def main() -> None:
+    run_node(WidowXSimNode, "widowx_sim")
 
 
 if __name__ == "__main__":
