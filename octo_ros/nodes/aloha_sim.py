@@ -17,8 +17,8 @@ from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
+from octo_ros.ros_support import run_node
 from octo_ros.sim.aloha import ARMS, AlohaRenderer, AlohaSim, AlohaSimConfig
 
 # Real ALOHA camera names for gym-aloha's cameras (Octo's ALOHA example feeds ``top`` as primary).

@@ -24,10 +24,9 @@ from octo_ros.control.bimanual import ALOHA2_FOLLOWER_GRIPPER, ArmSideConfig, Bi
 from octo_ros.control.kinematics import ARM_JOINTS
 from octo_ros.control.safety import ControlOutput
 from octo_ros.messages import ns_to_stamp
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
 from octo_ros.nodes.widowx_adapter import execution_config, safety_config
-from octo_ros.ros_support import SENSOR_QOS
+from octo_ros.ros_support import SENSOR_QOS, run_node
 
 SIDES = ("left", "right")
 

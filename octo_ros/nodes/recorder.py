@@ -31,12 +31,11 @@ import importlib
 import threading
 
 from rclpy.node import Node
-
-from octo_ros.ros_support import run_node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec, unfinished_bags
 from octo_ros.recording.types import normalize_type, recording_types
+from octo_ros.ros_support import run_node
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 

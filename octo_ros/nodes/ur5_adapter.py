@@ -30,9 +30,9 @@ from octo_ros.control.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper
 from octo_ros.control.safety import ControlOutput
 from octo_ros.control.ur import URConfig, URRTDEBackend, create_rtde_interfaces
 from octo_ros.messages import ns_to_stamp
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase
 from octo_ros.nodes.widowx_adapter import execution_config, safety_config
+from octo_ros.ros_support import run_node
 
 UR_JOINTS = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
              "wrist_3_joint")

@@ -21,8 +21,8 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 
 from octo_ros.control.kinematics import rotation_log
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._sim_support import SimNodeBase, image_msg
+from octo_ros.ros_support import run_node
 from octo_ros.sim.render import render_scene
 from octo_ros.sim.ur5 import UR_JOINTS, UR5Scene, UR5SceneConfig, ur5_capsules
 

@@ -21,9 +21,8 @@ from octo_ros.control.kinematics import ARM_JOINTS
 from octo_ros.control.safety import ControlOutput, SafetyConfig
 from octo_ros.control.widowx import WidowXAdapter, WidowXConfig
 from octo_ros.messages import ns_to_stamp
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
-from octo_ros.ros_support import SENSOR_QOS
+from octo_ros.ros_support import SENSOR_QOS, run_node
 
 
 def execution_config(node, step_period: float, mode: str, exec_horizon: int, ensemble_horizon: int):

@@ -16,8 +16,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.control.interbotix_sim import InterbotixSimConfig
-from octo_ros.ros_support import run_node
 from octo_ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
+from octo_ros.ros_support import run_node
 from octo_ros.sim.widowx import WidowXSim, WidowXSimConfig
 
 
