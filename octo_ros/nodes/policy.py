@@ -177,6 +177,8 @@ class PolicyNode(Node):
         tasks = None
         while self._running:
             item = self.windows.take(timeout=0.5)
+            if not self._running:
+                break
             if item is None:
                 if self.task is not NO_TASK and self.state == PolicyStatus.RUNNING:
                     self._set_state(PolicyStatus.WAITING_FOR_OBSERVATION, "waiting for observation windows")
