@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from octo_ros.control.adapter import AdapterBase
 from octo_ros.control.chunking import (
-    ChunkAcceptance,
     ChunkExecutionConfig,
     ChunkExecutor,
     ExecutionMode,
@@ -69,7 +69,7 @@ class ArmCommand:
     gripper: float  # gripper joint angle (rad) for JointSingleCommand('gripper')
 
 
-class BimanualAdapter:
+class BimanualAdapter(AdapterBase):
     ACTION_DIM = 14
     SIDES = ("left", "right")
 
@@ -94,12 +94,6 @@ class BimanualAdapter:
         self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
     # inputs --------------------------------------------------------------------------
-    def add_chunk(self, actions, stamp: float, now: float) -> ChunkAcceptance:
-        result = self.executor.add_chunk(actions, stamp, now)
-        if result.accepted:
-            self.supervisor.watchdog.feed("chunk", stamp)
-        return result
-
     def update_joint_state(self, side: str, arm_q, gripper_rad: float, stamp: float) -> bool:
         q = np.append(np.asarray(arm_q, dtype=float), float(gripper_rad))
         if side not in self.sides or q.shape != (7,) or not all_finite(q) or not np.isfinite(stamp):
@@ -112,21 +106,7 @@ class BimanualAdapter:
                 self._anchor_to_measured(keep_chunks=True)
         return True
 
-    # operator controls ---------------------------------------------------------------
-    def set_dry_run(self, dry_run: bool) -> None:
-        if self.supervisor.dry_run and not dry_run:
-            self._anchor_to_measured()
-        self.supervisor.dry_run = dry_run
-
-    def estop(self, reason: str) -> None:
-        self.supervisor.trigger_estop(reason)
-        self.executor.clear()
-        self._segment = None
-
-    def reset_estop(self) -> None:
-        self.supervisor.reset_estop()
-        self._anchor_to_measured()
-
+    # description ---------------------------------------------------------------------
     def describe(self) -> list[str]:
         c = self.config
         lines = [

@@ -23,7 +23,8 @@ import numpy as np
 from transforms3d.axangles import axangle2mat, mat2axangle
 from transforms3d.euler import euler2mat
 
-from octo_ros.control.chunking import ChunkAcceptance, ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
+from octo_ros.control.adapter import AdapterBase
+from octo_ros.control.chunking import ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper, robotiq_socket
 from octo_ros.control.kinematics import rotation_exp, rotation_log
 from octo_ros.control.safety import (
@@ -92,7 +93,7 @@ class URConfig:
         return 1.0 / self.control_frequency_hz
 
 
-class URAdapter:
+class URAdapter(AdapterBase):
     """Chunks in, servoL TCP poses out; ``step(now)`` every control period (pure, no I/O)."""
 
     ACTION_DIM = 7
@@ -108,12 +109,6 @@ class URAdapter:
         self._target: np.ndarray | None = None  # last step target; deltas integrate on it
         self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
-    def add_chunk(self, actions, stamp: float, now: float) -> ChunkAcceptance:
-        result = self.executor.add_chunk(actions, stamp, now)
-        if result.accepted:
-            self.supervisor.watchdog.feed("chunk", stamp)
-        return result
-
     def update_tcp_pose(self, pose, stamp: float) -> bool:
         pose = np.asarray(pose, dtype=float)
         if pose.shape != (6,) or not all_finite(pose) or not np.isfinite(stamp):
@@ -123,20 +118,6 @@ class URAdapter:
         if self._commanded is None:
             self._anchor_to_measured(keep_chunks=True)
         return True
-
-    def set_dry_run(self, dry_run: bool) -> None:
-        if self.supervisor.dry_run and not dry_run:
-            self._anchor_to_measured()
-        self.supervisor.dry_run = dry_run
-
-    def estop(self, reason: str) -> None:
-        self.supervisor.trigger_estop(reason)
-        self.executor.clear()
-        self._segment = None
-
-    def reset_estop(self) -> None:
-        self.supervisor.reset_estop()
-        self._anchor_to_measured()
 
     def describe(self) -> list[str]:
         c = self.config

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from transforms3d.euler import euler2mat, mat2euler
 
-from octo_ros.control.chunking import ChunkAcceptance, ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
+from octo_ros.control.adapter import AdapterBase
+from octo_ros.control.chunking import ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper, interbotix_pwm
 from octo_ros.control.kinematics import ARMS, forward_kinematics, rotation_exp, rotation_log, solve_ik
 from octo_ros.control.safety import (
@@ -74,7 +75,7 @@ class WidowXConfig:
             raise ValueError("control_period_s must be positive and at most the policy step period")
 
 
-class WidowXAdapter:
+class WidowXAdapter(AdapterBase):
     """Chunks in, joint-group commands out; call ``step(now)`` every control period."""
 
     ACTION_DIM = 7
@@ -94,12 +95,6 @@ class WidowXAdapter:
         self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
     # inputs --------------------------------------------------------------------------
-    def add_chunk(self, actions, stamp: float, now: float) -> ChunkAcceptance:
-        result = self.executor.add_chunk(actions, stamp, now)
-        if result.accepted:
-            self.supervisor.watchdog.feed("chunk", stamp)
-        return result
-
     def update_joint_state(self, arm_q, stamp: float, gripper_open: bool | None = None) -> bool:
         """Measured arm joints (rad, xs_sdk order) and optionally whether the gripper is open."""
         q = np.asarray(arm_q, dtype=float)
@@ -113,21 +108,7 @@ class WidowXAdapter:
             self._anchor_to_measured(keep_chunks=True)
         return True
 
-    # operator controls ---------------------------------------------------------------
-    def set_dry_run(self, dry_run: bool) -> None:
-        if self.supervisor.dry_run and not dry_run:
-            self._anchor_to_measured()  # the simulated target may have drifted from the robot
-        self.supervisor.dry_run = dry_run
-
-    def estop(self, reason: str) -> None:
-        self.supervisor.trigger_estop(reason)
-        self.executor.clear()
-        self._segment = None
-
-    def reset_estop(self) -> None:
-        self.supervisor.reset_estop()
-        self._anchor_to_measured()
-
+    # description ---------------------------------------------------------------------
     def describe(self) -> list[str]:
         c = self.config
         return [
