@@ -2,7 +2,11 @@
 
 Subscribes to one topic per model image input (sensor_msgs/Image, or
 sensor_msgs/CompressedImage when the topic ends in /compressed; sensor-data QoS)
-and to joint states; at ``rate_hz`` publishes ``observation_window``
+and to joint states: ``joint_state_topic``, or several topics ``joint_state_topics``
+whose joint names get the matching ``joint_state_prefixes`` (e.g. two ALOHA followers
+with equal joint names: ``left_``, ``right_``). ``proprio_joints`` (prefixed names)
+selects the proprio vector; ``proprio_normalization.<joint>: [close, open]`` maps a
+joint to (x - close) / (open - close). At ``rate_hz`` publishes ``observation_window``
 (octo_ros_msgs/ObservationWindow) when every stream is fresh, and nothing
 otherwise. ``~/reset`` (std_srvs/Trigger) starts a new window (padded again).
 """
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 import threading
 
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
@@ -39,10 +45,11 @@ class ObservationBufferNode(Node):
                 "width": self.declare_parameter(f"cameras.{name}.width", 256 if name == "image_primary" else 128).value,
                 "average_crop": self.declare_parameter(f"cameras.{name}.average_crop", name == "image_primary").value,
             }
-        joint_topic = self.declare_parameter("joint_state_topic", "joint_states").value
+        joint_state = self._joint_state_sources()
         self.proprio_joints = tuple(self.declare_parameter("proprio_joints", [""]).value)
         if self.proprio_joints == ("",):
             self.proprio_joints = ()
+        joint_state["joints"] = list(self.proprio_joints)
         config = ObservationConfig.from_dict({
             "rate_hz": self.declare_parameter("rate_hz", 5.0).value,
             "window_size": self.declare_parameter("window_size", 2).value,
@@ -51,7 +58,8 @@ class ObservationBufferNode(Node):
             "max_joint_state_age_s": self.declare_parameter("max_joint_state_age_s", 0.25).value,
             "max_joint_lag_s": self.declare_parameter("max_joint_lag_s", 0.1).value,
             "cameras": cameras,
-            "joint_state": {"topic": joint_topic, "joints": list(self.proprio_joints)},
+            "joint_state": joint_state,
+            "proprio_normalization": self._proprio_normalization(),
         })
         self.buffer = ObservationBuffer(config)
         self._lock = threading.Lock()
@@ -64,7 +72,9 @@ class ObservationBufferNode(Node):
             topic = spec["topic"]
             msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
             self.create_subscription(msg_type, topic, lambda msg, n=name, t=topic: self._on_image(n, t, msg), SENSOR_QOS)
-        self.create_subscription(JointState, joint_topic, self._on_joint_state, SENSOR_QOS)
+        for source in config.joint_state_sources:
+            self.create_subscription(JointState, source.topic, lambda msg, t=source.topic: self._on_joint_state(t, msg),
+                                     SENSOR_QOS)
         self.publisher = self.create_publisher(ObservationWindowMsg, "observation_window", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / config.rate_hz, self._on_tick)
@@ -72,7 +82,50 @@ class ObservationBufferNode(Node):
         self.get_logger().info(
             f"windows of {config.window_size} steps at {config.rate_hz} Hz from "
             + ", ".join(f"{n} <- {c['topic']}" for n, c in cameras.items())
-            + f"; joint states from {joint_topic}" + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else ""))
+            + "; joint states from " + ", ".join(f"{s.topic}" + (f" (as {s.prefix}*)" if s.prefix else "")
+                                                 for s in config.joint_state_sources)
+            + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
+            + (f"; normalized [close, open]: {config.proprio_normalization}" if config.proprio_normalization else ""))
+
+    def _overridden(self, name: str) -> bool:
+        """Whether ``name`` was given (parameter file or -p), not merely defaulted."""
+        return name in getattr(self, "_parameter_overrides", {})  # rclpy keeps them there (no public API)
+
+    def _joint_state_sources(self) -> dict:
+        """``joint_state`` map of the core config from ``joint_state_topic`` or
+        ``joint_state_topics`` + ``joint_state_prefixes`` (same length; omitted: no prefixes)."""
+        single = self.declare_parameter("joint_state_topic", "joint_states").value
+        topics = [t for t in self.declare_parameter("joint_state_topics", [""]).value if t]
+        prefixes = list(self.declare_parameter("joint_state_prefixes", [""]).value)
+        if not topics:
+            if prefixes not in ([""], []) and len(prefixes) != 1:
+                raise ValueError(f"joint_state_prefixes {prefixes}: one prefix for joint_state_topic {single}")
+            return {"topic": single, "prefix": prefixes[0] if prefixes else ""}
+        if self._overridden("joint_state_topic"):
+            raise ValueError(f"set joint_state_topic ({single}) or joint_state_topics ({topics}), not both")
+        if prefixes in ([""], []):
+            prefixes = [""] * len(topics)
+        if len(prefixes) != len(topics):
+            raise ValueError(f"joint_state_prefixes {prefixes} must match joint_state_topics {topics} one to one")
+        return {"sources": [{"topic": t, "prefix": p} for t, p in zip(topics, prefixes)]}
+
+    def _proprio_normalization(self) -> dict:
+        """``proprio_normalization.<joint>: [close, open]`` for joints of ``proprio_joints``."""
+        norm = {}
+        for joint in self.proprio_joints:
+            name = f"proprio_normalization.{joint}"
+            try:
+                value = self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY).value  # None: not given
+            except InvalidParameterTypeException as err:
+                raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
+            if value is not None:
+                norm[joint] = list(value)
+        unknown = sorted(name for name in getattr(self, "_parameter_overrides", {})
+                         if name.startswith("proprio_normalization.")
+                         and name.split(".", 1)[1] not in self.proprio_joints)
+        if unknown:
+            raise ValueError(f"{unknown}: not joints of proprio_joints {list(self.proprio_joints)}")
+        return norm
 
     def _on_image(self, input_name: str, topic: str, msg) -> None:
         try:
@@ -81,12 +134,11 @@ class ObservationBufferNode(Node):
         except PerceptionInputError as err:
             self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; frame dropped")
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joint_state(self, topic: str, msg: JointState) -> None:
         try:
             with self._lock:
-                self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position)
+                self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position, topic)
         except PerceptionInputError as err:
-            topic = self.buffer.config.joint_state_topic
             self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; joint state dropped")
 
     def _on_reset(self, request, response):

@@ -2,8 +2,8 @@
 
 Pure Python (numpy + :mod:`octo_ros.perception.image_codec`); no ROS imports.  The ROS node
 is a thin shell: it forwards every message to :meth:`ObservationBuffer.add_image_msg` /
-:meth:`ObservationBuffer.add_joint_state_msg` (or the array-level ``add_image`` /
-``add_joint_state``), catches :class:`PerceptionInputError` (log throttled, ``str(err)``
+:meth:`ObservationBuffer.add_joint_state_msg` (with the source topic; or the array-level
+``add_image`` / ``add_joint_state``), catches :class:`PerceptionInputError` (log throttled, ``str(err)``
 names the stream and topic), and calls :meth:`ObservationBuffer.assemble` from a timer at
 ``rate_hz``; the result is an :class:`ObservationWindow` or an :class:`ObservationStatus`
 explaining why there is nothing to publish.
@@ -17,12 +17,19 @@ Semantics (all times are integer nanoseconds, ROS stamps):
   (max stamp - min stamp).  The newest such set whose reference stamp (the first configured
   input, normally ``image_primary``) is newer than the previous step by at least
   ``min_step_interval_ns`` is taken.  The step stamp is the reference frame's stamp.
-* Proprio: the newest joint state with stamp <= step stamp, no older than
-  ``max_joint_lag_ns`` before it, reordered to ``joint_names``.
-* Freshness: each camera's newest frame and the newest joint state must be at most
-  ``max_image_age_ns`` / ``max_joint_state_age_ns`` old at ``now_ns``; otherwise the status is
-  STALE naming the stream, nothing is produced, and the window restarts (the next window
-  is padded again), as it does when consecutive steps are more than ``max_step_gap_ns`` apart.
+* Joint states come from one or more ``sensor_msgs/JointState`` topics (``joint_state_sources``,
+  each ``{topic, prefix}``); a source's joint names become ``prefix + name`` (e.g. two ALOHA
+  followers publishing the same names, prefixed ``left_`` / ``right_``). ``joint_names`` uses
+  the prefixed names.
+* Proprio: per source, the newest joint state with stamp <= step stamp, no older than
+  ``max_joint_lag_ns`` before it; the sources' joints are reordered to ``joint_names`` and,
+  for the joints in ``proprio_normalization`` ({joint: (close, open)}), mapped affinely to
+  ``(x - close) / (open - close)`` (close -> 0, open -> 1: ALOHA's normalized gripper position).
+* Freshness: each camera's newest frame and each joint-state source's newest state must be at
+  most ``max_image_age_ns`` / ``max_joint_state_age_ns`` old at ``now_ns``; otherwise the status
+  is STALE naming the stream (``joint_state (<topic>)`` for a source), nothing is produced, and
+  the window restarts (the next window is padded again), as it does when consecutive steps are
+  more than ``max_step_gap_ns`` apart.
 * Window (Octo ``HistoryWrapper`` convention): ``window_size`` slots, oldest first; before
   ``window_size`` real steps exist, the leading slots are padding holding copies of the first
   real step (images, proprio, stamps) with ``timestep_pad_mask`` False, e.g. ``[False, True]``.
@@ -50,6 +57,7 @@ from octo_ros.perception.image_codec import (
 
 __all__ = [
     "CameraInputConfig",
+    "JointStateSourceConfig",
     "ObservationConfig",
     "ObservationBuffer",
     "ObservationWindow",
@@ -121,6 +129,18 @@ class CameraInputConfig:
 
 
 @dataclass(frozen=True)
+class JointStateSourceConfig:
+    """One ``sensor_msgs/JointState`` topic; its joint names become ``prefix + name``."""
+
+    topic: str = "/joint_states"
+    prefix: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"joint_state ({self.topic})"
+
+
+@dataclass(frozen=True)
 class ObservationConfig:
     """Configuration of :class:`ObservationBuffer` (times in integer nanoseconds).
 
@@ -138,6 +158,21 @@ class ObservationConfig:
         joint_state:
           topic: /joint_states
           joints: [waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate, gripper]
+
+    Several joint-state topics (names prefixed per source) and normalized joints::
+
+        joint_state:
+          sources:
+            - {topic: /follower_left/joint_states, prefix: left_}
+            - {topic: /follower_right/joint_states, prefix: right_}
+          joints: [left_waist, ..., left_left_finger, right_waist, ..., right_left_finger]
+        proprio_normalization:      # joint: [close, open] = [value at 0, value at 1]
+          left_left_finger: [0.0440, 0.0579]
+          right_left_finger: [0.0440, 0.0579]
+
+    ``joint_state_topic`` is the single-source form; with ``joint_state_sources`` given it
+    is set to the first source's topic. Every proprio joint must start with the prefix of at
+    least one source, and every source's prefix must match at least one proprio joint.
     """
 
     cameras: Tuple[CameraInputConfig, ...]
@@ -153,6 +188,8 @@ class ObservationConfig:
     max_step_gap_ns: Optional[int] = None  # default: three periods
     image_queue_size: int = 10
     joint_queue_size: int = 500
+    joint_state_sources: Tuple[JointStateSourceConfig, ...] = ()  # default: one, joint_state_topic
+    proprio_normalization: Mapping[str, Tuple[float, float]] = field(default_factory=dict)  # joint: (close, open)
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -176,6 +213,50 @@ class ObservationConfig:
                 raise ValueError(f"ObservationConfig: {name} must be >= 0")
         if self.image_queue_size < 1 or self.joint_queue_size < 1:
             raise ValueError("ObservationConfig: queue sizes must be >= 1")
+        self._init_joint_sources()
+        self._init_normalization()
+
+    def _init_joint_sources(self) -> None:
+        sources = tuple(s if isinstance(s, JointStateSourceConfig) else JointStateSourceConfig(**dict(s))
+                        for s in self.joint_state_sources)
+        if not sources:
+            sources = (JointStateSourceConfig(str(self.joint_state_topic), ""),)
+        object.__setattr__(self, "joint_state_sources", sources)
+        object.__setattr__(self, "joint_state_topic", sources[0].topic)
+        topics = [s.topic for s in sources]
+        if any(not t for t in topics):
+            raise ValueError(f"ObservationConfig: empty joint_state topic in {topics}")
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"ObservationConfig: duplicate joint_state topics {topics}")
+        if not self.joint_names:
+            return
+        prefixes = [s.prefix for s in sources]
+        orphans = [j for j in self.joint_names if not any(j.startswith(p) and len(j) > len(p) for p in prefixes)]
+        if orphans:
+            raise ValueError(f"ObservationConfig: proprio joints {orphans} match no joint_state source prefix "
+                             f"{dict(zip(topics, prefixes))}")
+        for s in sources:
+            if not any(j.startswith(s.prefix) and len(j) > len(s.prefix) for j in self.joint_names):
+                raise ValueError(f"ObservationConfig: joint_state source {s.topic} (prefix {s.prefix!r}) provides "
+                                 f"none of the proprio joints {list(self.joint_names)}")
+
+    def _init_normalization(self) -> None:
+        norm: Dict[str, Tuple[float, float]] = {}
+        for joint, pair in dict(self.proprio_normalization or {}).items():
+            joint = str(joint)
+            if joint not in self.joint_names:
+                raise ValueError(f"ObservationConfig: proprio_normalization names {joint!r}, which is not a proprio "
+                                 f"joint {list(self.joint_names)}")
+            try:
+                close, open_ = (float(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ValueError(f"ObservationConfig: proprio_normalization.{joint} must be [close, open] "
+                                 f"(the values that map to 0 and 1), got {pair!r}") from None
+            if not (math.isfinite(close) and math.isfinite(open_)) or close == open_:
+                raise ValueError(f"ObservationConfig: proprio_normalization.{joint} = [{close}, {open_}]: "
+                                 "close and open must be finite and differ")
+            norm[joint] = (close, open_)
+        object.__setattr__(self, "proprio_normalization", norm)
 
     @property
     def period_ns(self) -> int:
@@ -221,10 +302,27 @@ class ObservationConfig:
                 raise ValueError(f"ObservationConfig: unknown keys for camera {name}: {sorted(spec)}")
             cams.append(CameraInputConfig(name, topic, h, w, crop))
         js = dict(d.pop("joint_state", None) or {})
+        sources_raw = js.pop("sources", None)
+        if sources_raw is not None:
+            if "topic" in js or "prefix" in js:
+                raise ValueError("ObservationConfig: joint_state takes 'topic' (one source) or 'sources', not both")
+            sources = []
+            for spec in sources_raw:
+                spec = dict(spec or {})
+                topic, prefix = str(spec.pop("topic", "")), str(spec.pop("prefix", ""))
+                if spec:
+                    raise ValueError(f"ObservationConfig: unknown keys for joint_state source {topic}: {sorted(spec)}")
+                sources.append(JointStateSourceConfig(topic, prefix))
+            if not sources:
+                raise ValueError("ObservationConfig: joint_state.sources is empty")
+        else:
+            sources = [JointStateSourceConfig(str(js.pop("topic", "/joint_states")), str(js.pop("prefix", "")))]
         kwargs: Dict[str, Any] = {
             "cameras": tuple(cams),
             "joint_names": tuple(str(j) for j in js.pop("joints", ())),
-            "joint_state_topic": str(js.pop("topic", "/joint_states")),
+            "joint_state_topic": sources[0].topic,
+            "joint_state_sources": tuple(sources),
+            "proprio_normalization": dict(d.pop("proprio_normalization", None) or {}),
         }
         if js:
             raise ValueError(f"ObservationConfig: unknown keys in joint_state: {sorted(js)}")
@@ -288,11 +386,15 @@ class ObservationWindow:
     """One Octo observation window (oldest step first, no batch axis).
 
     images: input name -> (W, H, W_img, 3) uint8 RGB at the model resolution
-    proprio: (W, D) float32 joint positions in ``joint_names`` order (D may be 0)
+    proprio: (W, D) float32 joint positions in ``joint_names`` order (D may be 0), normalized
+        for the joints in ``proprio_normalization``
     stamps_ns: (W,) int64 step stamps (the reference camera's frame stamp)
     image_stamps_ns: input name -> (W,) int64 stamps of the frames used
-    joint_state_stamps_ns: (W,) int64 stamps of the joint states used (-1 if no joints configured)
+    joint_state_stamps_ns: (W,) int64 stamps of the joint states used, the oldest of the sources'
+        (-1 if no joints configured)
     timestep_pad_mask: (W,) bool, True = real step; padded slots are copies of the first real step
+    joint_state_stamps_by_topic: source topic -> (W,) int64 stamps of its joint states used
+        (empty if no joints configured)
     """
 
     images: Dict[str, np.ndarray]
@@ -301,6 +403,7 @@ class ObservationWindow:
     image_stamps_ns: Dict[str, np.ndarray]
     joint_state_stamps_ns: np.ndarray
     timestep_pad_mask: np.ndarray
+    joint_state_stamps_by_topic: Dict[str, np.ndarray] = field(default_factory=dict)
 
     ready = True
 
@@ -334,6 +437,7 @@ class _Step:
     image_stamps: Dict[str, int]
     proprio: np.ndarray
     joint_stamp: int
+    joint_stamps: Dict[str, int]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -359,6 +463,19 @@ class ObservationBuffer:
     def __init__(self, config: ObservationConfig):
         self.config = config
         self._joint_index = {n: i for i, n in enumerate(config.joint_names)}
+        self._sources = {s.topic: s for s in config.joint_state_sources}
+        # Per source: the proprio joints only it can provide (by prefix); a message of that source
+        # must carry them all. (Joints several prefixes match may come from any of those sources.)
+        matches = {s.topic: {j for j in config.joint_names if j.startswith(s.prefix) and len(j) > len(s.prefix)}
+                   for s in config.joint_state_sources}
+        self._required: Dict[str, np.ndarray] = {}
+        for topic, mine in matches.items():
+            others = set().union(*(m for t, m in matches.items() if t != topic))
+            self._required[topic] = np.array([j in mine and j not in others for j in config.joint_names], bool)
+        norm = config.proprio_normalization
+        self._norm_index = np.array([self._joint_index[j] for j in norm], np.intp)
+        self._norm_close = np.array([c for c, _ in norm.values()], np.float64)
+        self._norm_span = np.array([o - c for c, o in norm.values()], np.float64)
         self.drop_counts: Dict[str, int] = {}
         self.reset()
 
@@ -370,7 +487,10 @@ class ObservationBuffer:
         self._frames: Dict[str, Deque[Tuple[int, np.ndarray]]] = {
             n: deque(maxlen=cfg.image_queue_size) for n in cfg.input_names
         }
-        self._joints: Deque[Tuple[int, np.ndarray]] = deque(maxlen=cfg.joint_queue_size)
+        # per source topic: (stamp, positions in joint_names order (float64), which of them it carried)
+        self._joints: Dict[str, Deque[Tuple[int, np.ndarray, np.ndarray]]] = {
+            s.topic: deque(maxlen=cfg.joint_queue_size) for s in cfg.joint_state_sources
+        }
         self._last_stamp: Dict[str, int] = {}
         self._window: Deque[_Step] = deque(maxlen=cfg.window_size)
         self._num_steps = 0
@@ -434,41 +554,63 @@ class ObservationBuffer:
             raise self._reject(err, label) from None
         self.add_image(input_name, stamp, rgb)
 
-    def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
-        """Queue a joint state; ``names``/``positions`` as in ``sensor_msgs/JointState``
-        (any order, extra joints ignored).
+    def _source(self, topic: Optional[str]) -> JointStateSourceConfig:
+        if topic is None:
+            if len(self._sources) == 1:
+                return self.config.joint_state_sources[0]
+            raise self._reject(UnknownInputError(
+                f"joint state without a topic, but {len(self._sources)} joint_state sources are configured "
+                f"({list(self._sources)}): pass topic="), "joint_state")
+        src = self._sources.get(topic)
+        if src is None:
+            raise self._reject(UnknownInputError(
+                f"unknown joint_state topic {topic!r} (configured: {list(self._sources)})"), f"joint_state ({topic})")
+        return src
 
-        Raises JointStateError (missing configured joints, length mismatch, non-finite
-        position) or StampOrderError."""
-        label = f"joint_state ({self.config.joint_state_topic})"
+    def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float],
+                        topic: Optional[str] = None) -> None:
+        """Queue a joint state of source ``topic`` (may be omitted when there is one source);
+        ``names``/``positions`` as in ``sensor_msgs/JointState`` (any order, extra joints
+        ignored; names are prefixed with the source's prefix).
+
+        Raises UnknownInputError (topic not configured), JointStateError (missing configured
+        joints, none of them, length mismatch or non-finite position) or StampOrderError."""
+        src = self._source(topic)
+        label = src.label
         stamp_ns = int(stamp_ns)
+        n_joints = len(self.config.joint_names)
         try:
             names = list(names)
             pos = np.asarray(positions, dtype=np.float64).reshape(-1)
             if len(names) != pos.size:
                 raise JointStateError(f"{len(names)} names but {pos.size} positions")
-            vec = np.empty(len(self.config.joint_names), np.float32)
-            found = np.zeros(len(self.config.joint_names), bool)
+            vec = np.zeros(n_joints, np.float64)
+            found = np.zeros(n_joints, bool)
             for n, p in zip(names, pos):
-                i = self._joint_index.get(n)
+                i = self._joint_index.get(src.prefix + str(n))
                 if i is not None:
                     vec[i] = p
                     found[i] = True
-            if not found.all():
-                missing = [n for n, f in zip(self.config.joint_names, found) if not f]
-                raise JointStateError(f"missing joints {missing} (message has {names})")
-            if not np.all(np.isfinite(vec)):
-                bad = [n for n, v in zip(self.config.joint_names, vec) if not np.isfinite(v)]
+            missing = self._required[src.topic] & ~found
+            if missing.any():
+                missing_names = [n for n, m in zip(self.config.joint_names, missing) if m]
+                prefix = f"prefix {src.prefix!r}; " if src.prefix else ""
+                raise JointStateError(f"missing joints {missing_names} ({prefix}message has {names})")
+            if n_joints and not found.any():
+                raise JointStateError(f"none of the proprio joints {list(self.config.joint_names)} "
+                                      f"(prefix {src.prefix!r}; message has {names})")
+            if not np.all(np.isfinite(vec[found])):
+                bad = [n for n, v, f in zip(self.config.joint_names, vec, found) if f and not np.isfinite(v)]
                 raise JointStateError(f"non-finite positions for joints {bad}")
-            self._check_order("joint_state", stamp_ns, label)
+            self._check_order(f"joint_state:{src.topic}", stamp_ns, label)
         except PerceptionInputError as err:
             raise self._reject(err, label) from None
-        self._joints.append((stamp_ns, vec))
-        self._last_stamp["joint_state"] = stamp_ns
+        self._joints[src.topic].append((stamp_ns, vec, found))
+        self._last_stamp[f"joint_state:{src.topic}"] = stamp_ns
 
-    def add_joint_state_msg(self, msg: Any) -> None:
+    def add_joint_state_msg(self, msg: Any, topic: Optional[str] = None) -> None:
         """Adapter for a ``sensor_msgs/JointState``-like message (reads header.stamp, name, position)."""
-        self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), list(msg.position))
+        self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), list(msg.position), topic)
 
     # ----------------------------------------------------------------- assembly
 
@@ -488,14 +630,15 @@ class ObservationBuffer:
                     f"newest frame on {cam.label} is {_fmt_ms(age)} old (limit {_fmt_ms(cfg.max_image_age_ns)})",
                     cam.label)
         if cfg.joint_names:
-            label = f"joint_state ({cfg.joint_state_topic})"
-            if not self._joints:
-                return ObservationStatus(StatusKind.WAITING, f"no joint state received yet on {label}", label)
-            age = now_ns - self._joints[-1][0]
-            if age > cfg.max_joint_state_age_ns:
-                return self._stale(
-                    f"newest joint state on {label} is {_fmt_ms(age)} old (limit {_fmt_ms(cfg.max_joint_state_age_ns)})",
-                    label)
+            for src in cfg.joint_state_sources:
+                q = self._joints[src.topic]
+                if not q:
+                    return ObservationStatus(StatusKind.WAITING, f"no joint state received yet on {src.label}", src.label)
+                age = now_ns - q[-1][0]
+                if age > cfg.max_joint_state_age_ns:
+                    return self._stale(
+                        f"newest joint state on {src.label} is {_fmt_ms(age)} old "
+                        f"(limit {_fmt_ms(cfg.max_joint_state_age_ns)})", src.label)
         return None
 
     def _find_synchronized_set(self, min_ref_stamp: Optional[int]) -> Optional[Dict[str, Tuple[int, np.ndarray]]]:
@@ -516,11 +659,43 @@ class ObservationBuffer:
                 return chosen
         return None
 
-    def _joint_at_or_before(self, t_ns: int) -> Optional[Tuple[int, np.ndarray]]:
-        for stamp, vec in reversed(self._joints):
-            if stamp <= t_ns:
-                return stamp, vec
+    def _joint_at_or_before(self, topic: str, t_ns: int) -> Optional[Tuple[int, np.ndarray, np.ndarray]]:
+        for entry in reversed(self._joints[topic]):
+            if entry[0] <= t_ns:
+                return entry
         return None
+
+    def _proprio_at(self, step_stamp: int) -> Union[ObservationStatus, Tuple[np.ndarray, Dict[str, int]]]:
+        """Each source's state at or before ``step_stamp`` (within the lag), merged in
+        ``joint_names`` order (a joint from the first source carrying it), normalized."""
+        cfg = self.config
+        values = np.zeros(len(cfg.joint_names), np.float64)
+        filled = np.zeros(len(cfg.joint_names), bool)
+        stamps: Dict[str, int] = {}
+        for src in cfg.joint_state_sources:
+            js = self._joint_at_or_before(src.topic, step_stamp)
+            if js is None:
+                return ObservationStatus(
+                    StatusKind.WAITING, f"no joint state at or before image time {step_stamp} on {src.label}",
+                    src.label)
+            stamp, vec, found = js
+            lag = step_stamp - stamp
+            if lag > cfg.max_joint_lag_ns:
+                return self._stale(
+                    f"joint state at or before image time is {_fmt_ms(lag)} older than the image "
+                    f"(limit {_fmt_ms(cfg.max_joint_lag_ns)}) on {src.label}", src.label)
+            take = found & ~filled
+            values[take] = vec[take]
+            filled |= take
+            stamps[src.topic] = stamp
+        if not filled.all():
+            missing = [n for n, f in zip(cfg.joint_names, filled) if not f]
+            return ObservationStatus(
+                StatusKind.WAITING, f"joints {missing} are in no joint state at or before image time {step_stamp} "
+                f"(sources: {list(self._sources)})")
+        if self._norm_index.size:
+            values[self._norm_index] = (values[self._norm_index] - self._norm_close) / self._norm_span
+        return values.astype(np.float32), stamps
 
     def assemble(self, now_ns: int) -> AssembleResult:
         """Try to add one step at time ``now_ns`` and return the window, or a status.
@@ -559,19 +734,13 @@ class ObservationBuffer:
                     f"(limit {_fmt_ms(cfg.max_image_age_ns)})", cam.label)
 
         if cfg.joint_names:
-            label = f"joint_state ({cfg.joint_state_topic})"
-            js = self._joint_at_or_before(step_stamp)
-            if js is None:
-                return ObservationStatus(
-                    StatusKind.WAITING, f"no joint state at or before image time {step_stamp} on {label}", label)
-            lag = step_stamp - js[0]
-            if lag > cfg.max_joint_lag_ns:
-                return self._stale(
-                    f"joint state at or before image time is {_fmt_ms(lag)} older than the image "
-                    f"(limit {_fmt_ms(cfg.max_joint_lag_ns)}) on {label}", label)
-            joint_stamp, proprio = js
+            merged = self._proprio_at(step_stamp)
+            if isinstance(merged, ObservationStatus):
+                return merged
+            proprio, joint_stamps = merged
+            joint_stamp = min(joint_stamps.values())
         else:
-            joint_stamp, proprio = -1, np.zeros(0, np.float32)
+            joint_stamp, proprio, joint_stamps = -1, np.zeros(0, np.float32), {}
 
         if last is not None and step_stamp - last.stamp_ns > cfg.effective_max_step_gap_ns:
             self.restart_window()  # too long since the last step: the history is void
@@ -580,7 +749,7 @@ class ObservationBuffer:
         for cam in cfg.cameras:
             images[cam.input_name] = resize_like_octo(
                 chosen[cam.input_name][1], (cam.height, cam.width), average_crop=cam.average_crop)
-        step = _Step(step_stamp, images, {n: s for n, (s, _) in chosen.items()}, proprio, joint_stamp)
+        step = _Step(step_stamp, images, {n: s for n, (s, _) in chosen.items()}, proprio, joint_stamp, joint_stamps)
         if not self._window:
             for _ in range(cfg.window_size):  # HistoryWrapper.reset: fill with the first obs
                 self._window.append(step)
@@ -604,4 +773,6 @@ class ObservationBuffer:
                              for c in cfg.cameras},
             joint_state_stamps_ns=np.array([s.joint_stamp for s in steps], np.int64),
             timestep_pad_mask=mask,
+            joint_state_stamps_by_topic={t: np.array([s.joint_stamps[t] for s in steps], np.int64)
+                                         for t in (steps[-1].joint_stamps if steps else {})},
         )
