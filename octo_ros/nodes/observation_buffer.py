@@ -87,21 +87,17 @@ class ObservationBufferNode(Node):
             + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
             + (f"; normalized [close, open]: {config.proprio_normalization}" if config.proprio_normalization else ""))
 
-    def _overridden(self, name: str) -> bool:
-        """Whether ``name`` was given (parameter file or -p), not merely defaulted."""
-        return name in getattr(self, "_parameter_overrides", {})  # rclpy keeps them there (no public API)
-
     def _joint_state_sources(self) -> dict:
         """``joint_state`` map of the core config from ``joint_state_topic`` or
         ``joint_state_topics`` + ``joint_state_prefixes`` (same length; omitted: no prefixes)."""
-        single = self.declare_parameter("joint_state_topic", "joint_states").value
+        single = self.declare_parameter("joint_state_topic", "").value  # "": joint_states
         topics = [t for t in self.declare_parameter("joint_state_topics", [""]).value if t]
         prefixes = list(self.declare_parameter("joint_state_prefixes", [""]).value)
         if not topics:
             if prefixes not in ([""], []) and len(prefixes) != 1:
                 raise ValueError(f"joint_state_prefixes {prefixes}: one prefix for joint_state_topic {single}")
-            return {"topic": single, "prefix": prefixes[0] if prefixes else ""}
-        if self._overridden("joint_state_topic"):
+            return {"topic": single or "joint_states", "prefix": prefixes[0] if prefixes else ""}
+        if single:
             raise ValueError(f"set joint_state_topic ({single}) or joint_state_topics ({topics}), not both")
         if prefixes in ([""], []):
             prefixes = [""] * len(topics)
@@ -120,6 +116,8 @@ class ObservationBufferNode(Node):
                 raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
             if value is not None:
                 norm[joint] = list(value)
+        # parameters given for joints that are not proprio joints were never declared;
+        # rclpy keeps every given parameter in _parameter_overrides (no public accessor)
         unknown = sorted(name for name in getattr(self, "_parameter_overrides", {})
                          if name.startswith("proprio_normalization.")
                          and name.split(".", 1)[1] not in self.proprio_joints)
