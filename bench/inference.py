@@ -70,21 +70,40 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat the timed reps this many times, interleaving the configurations (shared boxes)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    load = lambda: "/".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"threads {torch.get_num_threads()}, device {args.device}, cpu count {os.cpu_count()}")
+          f"threads {torch.get_num_threads()}, device {args.device}, cpu count {os.cpu_count()}, load {load()}")
     print("| model | cameras | window | dtype | batch | median ms |")
     print("|---|---|---|---|---|---|")
-    for size, ncam, dtype in itertools.product(args.sizes, args.cameras, args.dtypes):
-        cams = ("primary", "wrist")[:ncam]
-        policy = build_policy(size, cams, dtype, args.device)
-        for window, batch in itertools.product(args.windows, args.batches):
-            ms = bench_one(policy, cams, window, batch, args.reps, args.warmup)
-            print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {ms:.1f} |", flush=True)
-        del policy
+    configs = list(itertools.product(args.sizes, args.cameras, args.dtypes))
+    if args.rounds <= 1:
+        for size, ncam, dtype in configs:
+            cams = ("primary", "wrist")[:ncam]
+            policy = build_policy(size, cams, dtype, args.device)
+            for window, batch in itertools.product(args.windows, args.batches):
+                ms = bench_one(policy, cams, window, batch, args.reps, args.warmup)
+                print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {ms:.1f} |", flush=True)
+            del policy
+    else:  # keep every policy alive and interleave, so that a burst of foreign load hits all alike
+        policies = {c: build_policy(c[0], ("primary", "wrist")[: c[1]], c[2], args.device) for c in configs}
+        runs = [(c, w, b) for c in configs for w, b in itertools.product(args.windows, args.batches)]
+        medians = {r: [] for r in runs}
+        for _ in range(args.rounds):
+            for (size, ncam, dtype), window, batch in runs:
+                cams = ("primary", "wrist")[:ncam]
+                medians[((size, ncam, dtype), window, batch)].append(
+                    bench_one(policies[(size, ncam, dtype)], cams, window, batch, args.reps, args.warmup))
+        for ((size, ncam, dtype), window, batch), ms in medians.items():
+            print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {statistics.median(ms):.1f} "
+                  f"(rounds {' '.join(f'{m:.0f}' for m in ms)}) |", flush=True)
+    print(f"# load at the end {load()}")
     return 0
 
 
