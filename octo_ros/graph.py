@@ -73,6 +73,18 @@ def load_parameters(path: Path) -> dict[str, dict[str, Any]]:
     return nodes
 
 
+def merge_parameters(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` on top of ``base``, merging nested maps (a map in the overlay
+    changes only the keys it names); a copy, the inputs are left alone."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_parameters(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def _parse_bool(name: str, text: str) -> bool:
     lowered = str(text).strip().lower()
     if lowered in {"true", "1", "yes", "on"}:
@@ -105,9 +117,7 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
 
     params = load_parameters(config / f"{robot}.yaml")
     if sim:
-        for node, values in load_parameters(config / f"{robot}_sim.yaml").items():
-            params.setdefault(node, {}).update(values)
-    params = copy.deepcopy(params)
+        params = merge_parameters(params, load_parameters(config / f"{robot}_sim.yaml"))
 
     adapter = ADAPTERS[robot]
     if args["checkpoint"]:

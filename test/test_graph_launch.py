@@ -164,3 +164,27 @@ def test_launch_command_rejects_unknown_arguments(capsys):
     assert "unknown launch argument 'checkpiont'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["launch", "widowx", "--sim", "stray"])
+
+
+def test_sim_overlay_merges_nested_parameters(tmp_path):
+    (tmp_path / "widowx.yaml").write_text(
+        "observation_buffer:\n  ros__parameters:\n    cameras:\n      image_primary: {topic: /real, height: 200, width: 200}\n"
+        "policy:\n  ros__parameters: {action_dimension_names: ['x', 'y']}\n"
+        "widowx_adapter:\n  ros__parameters: {robot_name: wx250s}\n")
+    (tmp_path / "widowx_sim.yaml").write_text(
+        "observation_buffer:\n  ros__parameters:\n    cameras:\n      image_primary: {topic: /sim}\n"
+        "widowx_sim:\n  ros__parameters: {robot_name: wx250s}\n")
+    specs = {s.name: s for s in describe("widowx", sim=True, config=tmp_path)}
+    camera = specs["observation_buffer"].parameters["cameras"]["image_primary"]
+    assert camera == {"topic": "/sim", "height": 200, "width": 200}, "the overlay changes only what it names"
+    real = {s.name: s for s in describe("widowx", config=tmp_path)}
+    assert real["observation_buffer"].parameters["cameras"]["image_primary"]["topic"] == "/real"
+
+
+@pytest.mark.parametrize("robot", ["widowx", "ur5"])
+def test_sim_camera_is_where_buffer_and_recorder_read_it(robot):
+    specs = {s.name: s for s in describe(robot, sim=True, arguments={"record": "true"})}
+    camera = specs[SIMULATORS[robot]].parameters["camera_topic"]
+    assert specs["observation_buffer"].parameters["cameras"]["image_primary"]["topic"] == camera
+    assert camera in specs["recorder"].parameters["topics"]
+    assert "action_chunk" in specs["recorder"].parameters["topics"]  # relative: follows namespace:=

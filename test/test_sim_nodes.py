@@ -86,7 +86,7 @@ def test_widowx_sim_node_tracks_commands_and_renders(ros):
         "image_width": 160, "image_height": 120, "render_rate": 10.0})
     node = ros.node("widowx_probe")
     js = Latest(node, JointState, "/wx250s/joint_states")
-    cam = Latest(node, Image, "/camera/color/image_raw", qos_profile_sensor_data)
+    cam = Latest(node, Image, "/camera/image_raw", qos_profile_sensor_data)
     group = node.create_publisher(JointGroupCommand, "/wx250s/commands/joint_group", 10)
     single = node.create_publisher(JointSingleCommand, "/wx250s/commands/joint_single", 10)
     ros.wait_for(lambda: len(js) > 0 and len(cam) > 0 and group.get_subscription_count() > 0, 20.0, "widowx sim up")
@@ -106,7 +106,7 @@ def test_ur5_sim_node_draws_the_published_tcp_pose(ros):
     proc = ros.spawn_module("ur5_sim", "octo_ros.nodes.ur5_sim", params={
         "image_width": 160, "image_height": 120, "render_rate": 10.0})
     node = ros.node("ur5_probe")
-    cam = Latest(node, Image, "/camera/color/image_raw", qos_profile_sensor_data)
+    cam = Latest(node, Image, "/camera/image_raw", qos_profile_sensor_data)
     pose_pub = node.create_publisher(PoseStamped, "tcp_pose", 10)
     ros.wait_for(lambda: len(cam) > 0 and pose_pub.get_subscription_count() > 0, 20.0, "ur5 sim up")
     first = cam.last()

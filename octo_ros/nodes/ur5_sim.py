@@ -55,7 +55,7 @@ class UR5SimNode(SimNodeBase):
         self.ik_failures_logged = 0
         self.create_subscription(PoseStamped, p("tcp_pose_topic", "tcp_pose").value, self._on_pose, 10)
         self.create_subscription(JointState, p("joint_states_topic", "joint_states").value, self._on_joints, 10)
-        self.img_pub = self.image_publisher(p("camera_topic", "camera/color/image_raw").value)
+        self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
         self.create_steady_timer(1.0, self._diagnostics)
         self.start_render_thread(self._render_once)
         self.get_logger().info(f"UR5 camera sim at {self.render_rate:g} Hz")

@@ -4,7 +4,7 @@ Under ``/<robot_name>/`` (default ``wx250s``):
   sub ``commands/joint_group``  interbotix_xs_msgs/JointGroupCommand (group ``arm``: 6 rad)
   sub ``commands/joint_single`` interbotix_xs_msgs/JointSingleCommand (``gripper``: effort in pwm mode)
   pub ``joint_states``          sensor_msgs/JointState at ``update_rate`` (7 joints + fingers)
-Camera: ``camera_topic`` (default ``camera/color/image_raw``), rgb8, sensor-data QoS, rendered at
+Camera: ``camera_topic`` (default ``/camera/image_raw``), rgb8, sensor-data QoS, rendered at
 ``render_rate``. ``/<robot_name>/reset`` (std_srvs/Trigger) returns to the initial pose.
 Joint dynamics are ``octo_ros.control.interbotix_sim`` (modes, profiles, limits).
 """
@@ -43,15 +43,16 @@ class WidowXSimNode(SimNodeBase):
             initial_q=tuple(initial) if len(initial) == 6 else None,
             image_width=int(p("image_width", 320).value), image_height=int(p("image_height", 240).value),
         )
-        self.camera_topic = p("camera_topic", "camera/color/image_raw").value
+        self.camera_topic = p("camera_topic", "/camera/image_raw").value
         self.frame_id = p("camera_frame_id", "camera_color_optical_frame").value
         self.start = self.steady_now()
         self.sim = WidowXSim(cfg, start=0.0)
         ns = self.robot_name
-        self.js_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
-        self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_group, 10)
-        self.create_subscription(JointSingleCommand, f"{ns}/commands/joint_single", self._on_single, 10)
-        self.create_service(Trigger, f"{ns}/reset", self._on_reset)
+        # absolute, like the real xs_sdk driver (launched in its own namespace /<robot_name>)
+        self.js_pub = self.create_publisher(JointState, f"/{ns}/joint_states", 10)
+        self.create_subscription(JointGroupCommand, f"/{ns}/commands/joint_group", self._on_group, 10)
+        self.create_subscription(JointSingleCommand, f"/{ns}/commands/joint_single", self._on_single, 10)
+        self.create_service(Trigger, f"/{ns}/reset", self._on_reset)
         self.img_pub = self.image_publisher(self.camera_topic)
         self.create_steady_timer(rate, self._tick)
         self.create_steady_timer(1.0, self._diagnostics)
