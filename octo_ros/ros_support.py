@@ -2,14 +2,26 @@
 what went wrong, and diagnostics."""
 from __future__ import annotations
 
+import signal
 import time
 from typing import Callable, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.signals import SignalHandlerOptions
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
@@ -60,14 +72,25 @@ class Diagnostics:
         self._publisher.publish(array)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_node(make_node: Callable[[], Node], name: str, threads: int = 1) -> None:
     """main() of an octo_ros node: build it (bad parameters or files: a fatal log that
     says why, exit code 1), spin until Ctrl-C or shutdown, then let it release what it
-    holds (its ``close()``, when it has one) and destroy it."""
-    rclpy.init()
+    holds (its ``close()``, when it has one) and destroy it.
+
+    rclpy's own SIGINT handler is off: it would end the context at once, while the node's
+    worker and render threads still publish and ``close()`` still has to stop the robot.
+    Ctrl-C (or SIGTERM) raises KeyboardInterrupt here instead (at the executor's next wake-up: every
+    node has a periodic timer), and the context ends only after ``close()``."""
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)  # also where the shell started us with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)  # what ros2 launch sends when SIGINT was not enough
     try:
         node = make_node()
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
+    except (ValueError, KeyError, OSError, RuntimeError, ParameterException) as err:
         rclpy.logging.get_logger(name).fatal(str(err))
         rclpy.try_shutdown()
         raise SystemExit(1) from None

@@ -95,7 +95,14 @@ class AdapterNodeBase(Node):
         return ""
 
     def trigger_estop(self, reason: str) -> None:
+        was_armed = not self.dry_run
         self.adapter.estop(reason)
+        if was_armed:
+            self.stop_motion()
+
+    def stop_motion(self) -> None:
+        """Make the robot stop where it is now (e-stop, shutdown). Sending less is not
+        enough: a position-controlled driver keeps moving to the last goal it was given."""
 
     def reset_estop(self) -> str:
         self.adapter.reset_estop()
@@ -109,7 +116,9 @@ class AdapterNodeBase(Node):
         return {}
 
     def close(self) -> None:
-        """Called once on shutdown, before the node is destroyed."""
+        """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
+        if not self.dry_run and not self.adapter.supervisor.estopped:
+            self.stop_motion()
 
     # --------------------------------------------------------------- callbacks
     def _on_chunk(self, msg: ActionChunk) -> None:

@@ -57,6 +57,7 @@ class BimanualAdapterNode(AdapterNodeBase):
         self.namespaces = {side: sides[side].namespace for side in SIDES}
         self.group_pubs, self.single_pubs = {}, {}
         self.bad_states = 0
+        self.measured: dict[str, tuple[list[float], float]] = {}  # side -> (arm joints, gripper)
         for side, ns in self.namespaces.items():
             self.group_pubs[side] = self.create_publisher(JointGroupCommand, f"/{ns}/commands/joint_group", 10)
             self.single_pubs[side] = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
@@ -78,6 +79,7 @@ class BimanualAdapterNode(AdapterNodeBase):
             self.bad_states += 1
             self.warnings.warn(f"state:{side}:joints", f"/{ns}/joint_states lacks the arm joints or 'gripper'")
             return
+        self.measured[side] = ([float(v) for v in q], float(gripper))
         if not self.adapter.update_joint_state(side, q, gripper, stamp_seconds(msg.header.stamp, self.now_s())):
             self.bad_states += 1
             self.warnings.warn(f"state:{side}:invalid", f"/{ns}/joint_states: non-finite joint state ignored")
@@ -89,6 +91,11 @@ class BimanualAdapterNode(AdapterNodeBase):
                 self.group_pubs[side].publish(JointGroupCommand(name="arm", cmd=[float(v) for v in command.arm]))
                 self.single_pubs[side].publish(JointSingleCommand(name="gripper", cmd=float(command.gripper)))
         return out
+
+    def stop_motion(self) -> None:
+        for side, (arm, gripper) in self.measured.items():  # each arm's measured state as its goal
+            self.group_pubs[side].publish(JointGroupCommand(name="arm", cmd=arm))
+            self.single_pubs[side].publish(JointSingleCommand(name="gripper", cmd=gripper))
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
         msg = JointState(name=self.preview_names, position=[float(v) for v in out.target])

@@ -197,9 +197,10 @@ class PolicyNode(Node):
                     tasks_for = task
                 out = self.policy.sample_actions(self._observation(window), tasks, dataset_key=self.dataset_key,
                                                  generator=self.generator)
-            except (ValueError, RuntimeError) as err:
-                self._set_state(PolicyStatus.ERROR, f"inference failed: {err}")
-                self.warnings.warn(f"inference:{type(err).__name__}", f"inference failed: {err}; no chunk published")
+            except Exception as err:  # noqa: BLE001 - the worker must outlive any one bad inference
+                self._set_state(PolicyStatus.ERROR, f"inference failed: {type(err).__name__}: {err}")
+                self.warnings.warn(f"inference:{type(err).__name__}",
+                                   f"inference failed: {type(err).__name__}: {err}; no chunk published")
                 continue
             latency = time.perf_counter() - received
             self.latency.add(latency)
@@ -207,6 +208,9 @@ class PolicyNode(Node):
                           normalized=out.normalized[0], dimension_names=self.dimension_names,
                           step_period_s=self.step_period, model_id=self.policy.model_id,
                           task=task.describe(), inference_latency_s=latency)
+            with self._task_lock:
+                if self.task is not task:  # cleared or replaced during inference: not for this task
+                    continue
             if not self.context.ok():  # shutting down (Ctrl-C): nothing to publish to
                 break
             self.chunk_publisher.publish(chunk_to_msg(chunk))

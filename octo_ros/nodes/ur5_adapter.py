@@ -96,6 +96,11 @@ class GripperWorker:
                 self._logger.error(self.error)
         self._gripper.close()
 
+    def cancel(self) -> None:
+        """Drop a move that was requested but not started."""
+        with self._cond:
+            self._pending = None
+
     def close(self) -> None:
         with self._cond:
             self._running = False
@@ -207,6 +212,12 @@ class UR5AdapterNode(AdapterNodeBase):
         self.adapter.reset_estop()
         return ""
 
+    def stop_motion(self) -> None:
+        # the arm itself: the next control cycle sees the e-stop and calls servoStop;
+        # a gripper move queued before the e-stop must not run after it
+        if self.gripper_worker is not None:
+            self.gripper_worker.cancel()
+
     def extra_diagnostics(self) -> dict:
         values = {"backend": self.backend_name, "servo_calls": self.servo_calls, "gripper_pos": self.gripper_sent}
         if self.gripper_worker is not None and self.gripper_worker.error:
@@ -215,6 +226,7 @@ class UR5AdapterNode(AdapterNodeBase):
 
     def close(self) -> None:
         try:
+            super().close()
             self.backend.shutdown()  # servoStop + stopScript
             # not the node's logger: its /rosout publisher is gone once the context is shut down
             rclpy.logging.get_logger("octo_ros.ur5_adapter").info("shut down: servo stopped, RTDE control script stopped")

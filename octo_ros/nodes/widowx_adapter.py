@@ -67,6 +67,7 @@ class WidowXAdapterNode(AdapterNodeBase):
         self.single_pub = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
         self.create_subscription(JointState, f"/{ns}/joint_states", self._on_joint_states, SENSOR_QOS)
         self.bad_states = 0
+        self.measured_q: list[float] | None = None
         self.start(config.control_period_s)
 
     def preview_setup(self) -> None:
@@ -80,6 +81,7 @@ class WidowXAdapterNode(AdapterNodeBase):
             self.bad_states += 1
             self.warnings.warn("state:joints", f"/{self.robot_name}/joint_states lacks the arm joints {ARM_JOINTS}")
             return
+        self.measured_q = [float(v) for v in q]
         if not self.adapter.update_joint_state(q, stamp_seconds(msg.header.stamp, self.now_s())):
             self.bad_states += 1
             self.warnings.warn("state:invalid", f"/{self.robot_name}/joint_states: non-finite joint state ignored")
@@ -91,6 +93,11 @@ class WidowXAdapterNode(AdapterNodeBase):
         if out.send_gripper and out.gripper is not None:
             self.single_pub.publish(JointSingleCommand(name="gripper", cmd=float(out.gripper)))
         return out
+
+    def stop_motion(self) -> None:
+        if self.measured_q is not None:  # the measured joints as the goal: the driver stops there
+            self.group_pub.publish(JointGroupCommand(name="arm", cmd=self.measured_q))
+        self.single_pub.publish(JointSingleCommand(name="gripper", cmd=0.0))  # PWM 0: the gripper stops
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
         msg = JointState(name=[*ARM_JOINTS, "gripper"])
