@@ -147,3 +147,16 @@ def test_record_episode_from_live_topics(ros, tmp_path):
     phases = [json.loads(m.data) for m in mcap_msgs["/episode/metadata"]]
     assert [p["phase"] for p in phases] == ["start", "stop"]
     assert phases[0]["checkpoint_hash"] == "sha256:abc123" and phases[1]["outcome"] == "success"
+
+
+def test_recorder_reports_topics_it_cannot_record_yet(ros, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    ros.spawn_module("recorder", "octo_ros.nodes.recorder",
+                     params={"topics": ["/nobody/publishes/this"], "output_dir": str(tmp_path)})
+    statuses = []
+    ros.node("diagnostics_reader").create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == "recorder"), 10)
+    ros.wait_for(lambda: statuses, 15, "the recorder's diagnostics")
+    assert statuses[-1].level == DiagnosticStatus.WARN
+    assert "/nobody/publishes/this" in statuses[-1].message

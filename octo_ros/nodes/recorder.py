@@ -35,7 +35,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec, unfinished_bags
 from octo_ros.recording.types import normalize_type, recording_types
-from octo_ros.ros_support import run_node
+from octo_ros.ros_support import ERROR, OK, WARN, Diagnostics, run_node
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 
@@ -111,6 +111,8 @@ class RecorderNode(Node):
         if self.pending:
             self.create_timer(1.0, self._subscribe_pending)
 
+        self.diagnostics = Diagnostics(self)
+        self.create_timer(1.0, self._publish_diagnostics)
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
         self.create_timer(max(0.05, self.flush_period / 2), self._on_flush_timer)
@@ -123,6 +125,22 @@ class RecorderNode(Node):
             f"recording {', '.join(f'{s.topic} ({s.msgtype}, {s.qos})' for s in self.specs.values()) or 'no topic yet'}"
             + (f"; waiting for the types of {', '.join(self.pending)}" if self.pending else "")
             + f" into {self.output_dir}" + ("; auto episodes from " + status_topic if auto else ""))
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            episode = self.episode
+            values = {"recording": episode is not None, "output_dir": self.output_dir,
+                      "topics": len(self.specs), "waiting_for_types": ", ".join(self.pending)}
+            if episode is not None:
+                values.update({"bag": str(episode.path), "messages": sum(episode.counts.values())})
+                failure = episode.failure
+        if episode is not None and failure:
+            level, message = ERROR, f"recording failed: {failure}"
+        elif self.pending:
+            level, message = WARN, f"no publisher yet to learn the type of {', '.join(self.pending)}"
+        else:
+            level, message = OK, f"recording {episode.path.name}" if episode is not None else "idle"
+        self.diagnostics.publish(level, message, values)
 
     # ----------------------------------------------------------------- subscriptions
 
