@@ -43,8 +43,9 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
     namespace: str = ""
-    # Nodes stop in ascending order: the robot side first, so it holds the robot
-    # before its inputs disappear.
+    # `octo-ros launch` stops nodes in ascending order: the robot side first, so it holds
+    # the robot before its inputs disappear. (`ros2 launch` signals all nodes at once;
+    # every adapter stops an armed robot in its own shutdown either way.)
     stop_order: int = 1
 
     @property
