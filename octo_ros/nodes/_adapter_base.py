@@ -19,13 +19,12 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from octo_ros.control.safety import ControlOutput, ControlStatus
-from octo_ros.messages import chunk_from_msg
+from octo_ros.control.chunking import ChunkExecutionConfig
+from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
+from octo_ros.messages import NS_PER_S, chunk_from_msg
 from octo_ros.perception.observation import stamp_to_ns
 from octo_ros.ros_support import ERROR, OK, WARN, Diagnostics, WarningThrottle
 from octo_ros_msgs.msg import ActionChunk
-
-NS_PER_S = 1_000_000_000
 
 
 def stamp_seconds(stamp, fallback: float) -> float:
@@ -37,6 +36,24 @@ def stamp_seconds(stamp, fallback: float) -> float:
 def _reason_kind(reason: str) -> str:
     """A hold reason without its numbers ("chunk stale (1.2 s > 1.0 s)" → "chunk stale (# s > # s)")."""
     return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)
+
+
+def execution_config(node, step_period: float, mode: str, exec_horizon: int, ensemble_horizon: int):
+    p = node.declare_parameter
+    return ChunkExecutionConfig(
+        step_period_s=float(p("step_period", step_period).value),
+        mode=p("execution_mode", mode).value,
+        exec_horizon=int(p("exec_horizon", exec_horizon).value),
+        ensemble_horizon=int(p("ensemble_horizon", ensemble_horizon).value),
+        exp_weight=float(p("exp_weight", 0.0).value),
+        max_future_stamp_s=float(p("max_future_stamp", 0.05).value),
+    )
+
+
+def safety_config(node, dry_run: bool) -> SafetyConfig:
+    p = node.declare_parameter
+    return SafetyConfig(dry_run=dry_run, chunk_timeout_s=float(p("chunk_timeout", 1.0).value),
+                        state_timeout_s=float(p("state_timeout", 0.25).value))
 
 
 class AdapterNodeBase(Node):

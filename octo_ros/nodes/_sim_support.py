@@ -23,29 +23,17 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
 from octo_ros.control.interbotix_sim import JointStateSample
+from octo_ros.messages import NS_PER_S, image_to_msg, ns_to_stamp
 
-try:  # the project's codec (octo_ros.messages wraps octo_ros.perception.image_codec)
-    from octo_ros.messages import image_to_msg as _codec_image_to_msg
-except ImportError:  # pragma: no cover - codec not available
-    _codec_image_to_msg = None
-
-NS = 1_000_000_000
 STEADY = ClockType.STEADY_TIME
 
 
 def seconds_to_stamp(t: float) -> Time:
-    ns = int(round(t * NS))
-    return Time(sec=ns // NS, nanosec=ns % NS)
+    return ns_to_stamp(int(round(t * NS_PER_S)))
 
 
 def image_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
-    if _codec_image_to_msg is not None:
-        msg = _codec_image_to_msg(rgb, stamp.sec * NS + stamp.nanosec, frame_id)
-        return msg
-    msg = Image(encoding="rgb8", height=rgb.shape[0], width=rgb.shape[1], step=3 * rgb.shape[1])
-    msg.data = np.ascontiguousarray(rgb).tobytes()
-    msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    return msg
+    return image_to_msg(rgb, stamp.sec * NS_PER_S + stamp.nanosec, frame_id)
 
 
 def joint_state_msg(sample: JointStateSample, stamp: Time, prefix: str = "") -> JointState:
@@ -89,7 +77,7 @@ class SimNodeBase(Node):
             self.clock_pub.publish(ClockMsg(clock=seconds_to_stamp(sim_seconds)))
 
     def steady_now(self) -> float:
-        return self.steady.now().nanoseconds / NS
+        return self.steady.now().nanoseconds / NS_PER_S
 
     def create_steady_timer(self, rate_hz: float, callback: Callable[[], None]):
         return self.create_timer(1.0 / rate_hz, callback, clock=self.steady)

@@ -20,12 +20,21 @@ import math
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 
-from octo_ros.control.bimanual import ALOHA2_FOLLOWER_GRIPPER, ArmSideConfig, BimanualAdapter, BimanualConfig
+from octo_ros.control.bimanual import (
+    ALOHA2_FOLLOWER_GRIPPER,
+    ArmSideConfig,
+    BimanualAdapter,
+    BimanualConfig,
+)
 from octo_ros.control.kinematics import ARM_JOINTS
 from octo_ros.control.safety import ControlOutput
-from octo_ros.messages import ns_to_stamp
-from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
-from octo_ros.nodes.widowx_adapter import execution_config, safety_config
+from octo_ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+    stamp_seconds,
+)
 from octo_ros.ros_support import SENSOR_QOS, run_node
 
 SIDES = ("left", "right")

@@ -21,6 +21,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.messages import window_to_msg
+from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
     ObservationBuffer,
     ObservationConfig,
@@ -28,8 +29,15 @@ from octo_ros.perception.observation import (
     StatusKind,
     stamp_to_ns,
 )
-from octo_ros.perception.image_codec import PerceptionInputError
-from octo_ros.ros_support import ERROR, OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle, run_node
+from octo_ros.ros_support import (
+    ERROR,
+    OK,
+    SENSOR_QOS,
+    WARN,
+    Diagnostics,
+    WarningThrottle,
+    run_node,
+)
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
 

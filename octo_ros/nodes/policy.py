@@ -33,7 +33,15 @@ from octo_ros.policy_runtime import (
     validate_goal_image,
     validate_instruction,
 )
-from octo_ros.ros_support import ERROR, LATCHED_QOS, OK, WARN, Diagnostics, WarningThrottle, run_node
+from octo_ros.ros_support import (
+    ERROR,
+    LATCHED_QOS,
+    OK,
+    WARN,
+    Diagnostics,
+    WarningThrottle,
+    run_node,
+)
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow, PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 

@@ -31,9 +31,21 @@ import importlib
 import threading
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 
-from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec, unfinished_bags
+from octo_ros.recording.bag import (
+    EpisodeBagWriter,
+    EpisodeInfo,
+    RecordingError,
+    TopicSpec,
+    unfinished_bags,
+)
 from octo_ros.recording.types import normalize_type, recording_types
 from octo_ros.ros_support import ERROR, OK, WARN, Diagnostics, run_node
 from octo_ros_msgs.msg import PolicyStatus

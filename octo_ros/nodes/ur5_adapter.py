@@ -29,13 +29,15 @@ from octo_ros.control.kinematics import rotation_exp
 from octo_ros.control.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper
 from octo_ros.control.safety import ControlOutput
 from octo_ros.control.ur import URConfig, URRTDEBackend, create_rtde_interfaces
-from octo_ros.messages import ns_to_stamp
-from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase
-from octo_ros.nodes.widowx_adapter import execution_config, safety_config
+from octo_ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+)
 from octo_ros.ros_support import run_node
+from octo_ros.sim.ur5 import UR_JOINTS
 
-UR_JOINTS = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
-             "wrist_3_joint")
 # A conservative box in front of a UR5 base (base frame, m): 0.25–0.60 m out along +x, ±0.30 m
 # sideways, 0.05–0.45 m up. The core has no default on purpose: measure your cell and override it.
 DEFAULT_WORKSPACE_LOW = (0.25, -0.30, 0.05)

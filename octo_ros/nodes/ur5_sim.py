@@ -13,30 +13,17 @@ state at that time), else the node clock.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
+from transforms3d.quaternions import quat2mat
 
 from octo_ros.control.kinematics import rotation_log
 from octo_ros.nodes._sim_support import SimNodeBase, image_msg
 from octo_ros.ros_support import run_node
 from octo_ros.sim.render import render_scene
 from octo_ros.sim.ur5 import UR_JOINTS, UR5Scene, UR5SceneConfig, ur5_capsules
-
-
-def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not n > 0:
-        raise ValueError("zero quaternion")
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 class UR5SimNode(SimNodeBase):
@@ -63,7 +50,7 @@ class UR5SimNode(SimNodeBase):
     def _on_pose(self, msg: PoseStamped) -> None:
         o, q = msg.pose.position, msg.pose.orientation
         try:
-            rotvec = rotation_log(quaternion_to_matrix(q.x, q.y, q.z, q.w))
+            rotvec = rotation_log(quat2mat([q.w, q.x, q.y, q.z]))
         except ValueError:
             return
         with self.lock:

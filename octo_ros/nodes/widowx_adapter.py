@@ -15,32 +15,18 @@ from __future__ import annotations
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 
-from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.gripper import interbotix_pwm
 from octo_ros.control.kinematics import ARM_JOINTS
-from octo_ros.control.safety import ControlOutput, SafetyConfig
+from octo_ros.control.safety import ControlOutput
 from octo_ros.control.widowx import WidowXAdapter, WidowXConfig
-from octo_ros.messages import ns_to_stamp
-from octo_ros.nodes._adapter_base import NS_PER_S, AdapterNodeBase, stamp_seconds
+from octo_ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+    stamp_seconds,
+)
 from octo_ros.ros_support import SENSOR_QOS, run_node
-
-
-def execution_config(node, step_period: float, mode: str, exec_horizon: int, ensemble_horizon: int):
-    p = node.declare_parameter
-    return ChunkExecutionConfig(
-        step_period_s=float(p("step_period", step_period).value),
-        mode=p("execution_mode", mode).value,
-        exec_horizon=int(p("exec_horizon", exec_horizon).value),
-        ensemble_horizon=int(p("ensemble_horizon", ensemble_horizon).value),
-        exp_weight=float(p("exp_weight", 0.0).value),
-        max_future_stamp_s=float(p("max_future_stamp", 0.05).value),
-    )
-
-
-def safety_config(node, dry_run: bool) -> SafetyConfig:
-    p = node.declare_parameter
-    return SafetyConfig(dry_run=dry_run, chunk_timeout_s=float(p("chunk_timeout", 1.0).value),
-                        state_timeout_s=float(p("state_timeout", 0.25).value))
 
 
 class WidowXAdapterNode(AdapterNodeBase):
