@@ -41,16 +41,16 @@ def demo_checkpoint(directory: Path) -> Path:
 
 def run_demo(out: Path, duration: float) -> dict:
     import rclpy
+    from diagnostic_msgs.msg import KeyValue
+    from interbotix_xs_msgs.msg import JointGroupCommand
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
 
-    from interbotix_xs_msgs.msg import JointGroupCommand
     from octo_ros.graph import describe
     from octo_ros.launcher import GraphProcess
     from octo_ros.recording.review import review
     from octo_ros_msgs.msg import ActionChunk
     from octo_ros_msgs.srv import SetInstruction, StartEpisode, StopEpisode
-    from diagnostic_msgs.msg import KeyValue
 
     out.mkdir(parents=True, exist_ok=True)
     print("octo-ros demo: the policy is an UNTRAINED tiny Octo checkpoint (random weights): "

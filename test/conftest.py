@@ -2,7 +2,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from support.ros_harness import RosHarness, claim_ros_domain
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

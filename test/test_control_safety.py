@@ -3,20 +3,28 @@ import pytest
 
 from octo_ros.control.interbotix_sim import GRIPPERS, InterbotixSimConfig, InterbotixSimDriver
 from octo_ros.control.kinematics import WX250S
-from octo_ros.control.safety import ControlStatus, JointLimits, SafetyConfig, SafetySupervisor, Watchdog, WorkspaceBox
+from octo_ros.control.safety import (
+    ControlStatus,
+    JointLimits,
+    SafetyConfig,
+    SafetySupervisor,
+    Watchdog,
+    WorkspaceBox,
+    tracking_error,
+)
 
 
 def test_dry_run_is_default_and_estop_latches():
     s = SafetySupervisor(SafetyConfig())
-    s.watchdog.feed("chunk", 0.0)
-    s.watchdog.feed("state", 0.0)
+    s.watchdog.feed("chunk", 0.0, 0.0)
+    s.watchdog.feed("state", 0.0, 0.0)
     g = s.gate(0.1)
     assert g.may_move and not g.may_send  # dry-run by default
     s.dry_run = False
     s.trigger_estop("button")
     for t in (0.1, 0.2):
-        s.watchdog.feed("chunk", t)
-        s.watchdog.feed("state", t)
+        s.watchdog.feed("chunk", t, t)
+        s.watchdog.feed("state", t, t)
         g = s.gate(t)
         assert g.status is ControlStatus.ESTOP and not g.may_move and not g.may_send
     s.reset_estop()
@@ -26,9 +34,9 @@ def test_dry_run_is_default_and_estop_latches():
 def test_watchdog_never_fed_is_stale_and_times_out():
     w = Watchdog({"chunk": 0.5})
     assert w.stale(0.0) == ["no chunk received yet"]
-    w.feed("chunk", 1.0)
+    w.feed("chunk", 1.0, 1.0)
     assert w.stale(1.5) == [] and w.stale(1.6)
-    w.feed("chunk", float("nan"))  # ignored
+    w.feed("chunk", float("nan"), 1.6)  # ignored
     assert w.stale(1.6)
 
 
@@ -68,3 +76,27 @@ def test_sim_driver_velocity_limit():
     sim.command_joint_group("arm", [3.0, 0, 0, 0, 0, 0])
     sim.update(0.5)
     assert sim.joint_states().position[0] == pytest.approx(np.pi * 0.5, abs=0.04)
+
+
+def test_watchdog_rejects_future_stamps_and_keeps_the_last_received():
+    w = Watchdog({"state": 0.25}, max_future_s=0.05)
+    assert w.feed("state", 0.0, 0.0)
+    assert not w.feed("state", 3600.0, 0.1)  # an hour ahead: rejected, it does not refresh the channel
+    assert w.stale(10.0) == ["state stale (10.000 s > 0.250 s)"]
+    assert w.feed("state", 10.04, 10.0)  # within the tolerance: accepted, counted as received now
+    assert not w.stale(10.25) and w.stale(10.26)
+    w.feed("state", 20.0, 20.0)
+    w.feed("state", 19.9, 20.1)  # an older stamp after a newer one: the last received counts
+    assert w.stale(20.16)
+    assert not w.feed("state", float("nan"), 20.2) and not w.feed("state", 20.2, float("nan"))
+    w.feed("state", 30.0, 30.0)
+    assert w.stale(29.0) == ["state stamped 1.000 s in the future"]  # evaluated on an earlier clock
+
+
+def test_supervisor_future_tolerance_and_tracking_error():
+    s = SafetySupervisor(SafetyConfig(), max_future_stamp_s=0.2)
+    assert s.watchdog.feed("state", 1.15, 1.0) and not s.watchdog.feed("state", 1.25, 1.0)
+    names = ("a", "b")
+    assert tracking_error(np.array([0.0, 1.0]), np.array([0.05, 1.0]), np.array([0.1, 0.1]), names) == ""
+    reason = tracking_error(np.array([0.0, 1.0]), np.array([0.05, 1.5]), np.array([0.1, 0.1]), names)
+    assert reason.startswith("tracking error") and "b" in reason and "0.500" in reason

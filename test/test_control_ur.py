@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from octo_ros.control.fake_ur import FakeURController
-from octo_ros.control.kinematics import rotation_log
+from octo_ros.control.kinematics import apply_delta, rotation_log
 from octo_ros.control.safety import ControlStatus
-from octo_ros.control.ur import URAdapter, URConfig, URRTDEBackend, apply_delta, matrix_to_pose, pose_to_matrix
+from octo_ros.control.ur import URAdapter, URConfig, URRTDEBackend, matrix_to_pose, pose_to_matrix
 
 START = (0.4, -0.1, 0.3, 0.0, math.pi, 0.0)  # TCP pointing down
 BOX = dict(workspace_low=(0.2, -0.4, 0.1), workspace_high=(0.7, 0.2, 0.5))
@@ -128,38 +128,163 @@ def test_shutdown_stops_servo_and_script():
     assert not fake.servo_active and not fake.program_running and not fake.connected
 
 
+def armed_adapter(**kw):
+    a = URAdapter(URConfig(**BOX, **kw))
+    a.update_tcp_pose(START, 0.0, now=0.0)
+    a.set_dry_run(False)
+    return a
+
+
+FORWARD = np.tile([0.02, 0, 0, 0, 0, 0, 1.0], (4, 1))
+MOVED = (0.6, 0.1, 0.2, 0.0, math.pi, 0.0)  # in the box, 0.3 m from START
+
+
+@pytest.mark.parametrize("ticks_during_outage", [True, False])
+def test_state_outage_with_tcp_moved_reanchors_to_measured(ticks_during_outage):
+    a = armed_adapter()
+    dt = a.config.control_period_s
+    for k in range(50):
+        t = k * dt
+        if k % 25 == 0:
+            a.add_chunk(FORWARD, t, t)
+        a.update_tcp_pose(START, t, now=t)
+        assert a.step(t).status is ControlStatus.MOVE
+    if ticks_during_outage:  # 1.6 s without TCP poses
+        for t in (0.8, 1.2, 1.6):
+            a.add_chunk(FORWARD, t, t)
+            assert "state stale" in a.step(t).reason
+    measured = pose_to_matrix(MOVED)
+    a.add_chunk(FORWARD, 2.0, 2.0)
+    for k in range(5):
+        t = 2.0 + k * dt
+        a.update_tcp_pose(matrix_to_pose(measured), t, now=t)
+        o = a.step(t)
+        assert o.status is ControlStatus.MOVE and o.send
+        T = pose_to_matrix(o.target)
+        assert np.linalg.norm(T[:3, 3] - measured[:3, 3]) <= a.config.max_linear_speed_m_s * dt + 1e-9
+        measured = T
+
+
+def test_tracking_error_stops_servo_instead_of_streaming_the_held_pose():
+    clock, fake, backend = make_backend()
+    assert backend.arm(0.0) == ""
+    drive(clock, fake, backend, 0.2, chunk=FORWARD)
+    assert fake.servo_active
+    fake.position = fake.position + np.array([0.0, 0.2, 0.0])  # the TCP is pushed 0.2 m away
+    for _ in range(3):
+        c = backend.cycle(clock.t)
+        assert c.output.status is ControlStatus.HOLD and not c.servo_sent
+        assert c.output.reason.startswith("tracking error") and "TCP position" in c.output.reason
+        clock.t = round(clock.t + backend.config.control_period_s, 9)
+    assert not fake.servo_active
+    backend.disarm()  # re-arming re-anchors at the measured TCP
+    assert backend.arm(clock.t) == ""
+    assert drive(clock, fake, backend, 0.1, chunk=FORWARD)[-1].servo_sent
+
+
+def test_future_stamped_tcp_pose_does_not_keep_the_state_fresh():
+    a = armed_adapter()
+    accepted = a.update_tcp_pose(START, 3600.0, now=0.1)  # then no more poses
+    for t in np.arange(0.3, 5.0, 0.2):
+        a.add_chunk(FORWARD, t, t)
+        o = a.step(t)
+        assert o.status is ControlStatus.HOLD and "state stale" in o.reason and not o.send
+    assert not accepted and "in the future" in a.last_state_error
+
+
+def test_gripper_chosen_in_dry_run_is_sent_once_armed():
+    a = URAdapter(URConfig(**BOX))
+    a.update_tcp_pose(START, 0.0, now=0.0)
+    close = np.tile([0, 0, 0, 0, 0, 0, 0.0], (4, 1))
+    outs = []
+    for k in range(6):
+        t = 0.2 * k
+        if k == 3:
+            a.set_dry_run(False)
+        a.add_chunk(close, t, t)
+        a.update_tcp_pose(START, t, now=t)
+        outs.append(a.step(t))
+    assert not any(o.send_gripper for o in outs[:3]) and outs[2].gripper == 255.0
+    assert [o.send_gripper for o in outs[3:]] == [True, False, False] and outs[3].gripper == 255.0
+
+
 # ---- property --------------------------------------------------------------------------------
+# Three chunks, one per policy step; at each step boundary and the cycle after it the TCP pose is read
+# and the adapter ticks, plus a last tick at 0.75 s. The TCP follows what is sent. Disturbances: a
+# state outage (the reads of one whole step missing) after which the TCP is elsewhere, a pose stamped
+# in the future (then silence, or normal poses), the TCP pushed.
 CHUNKS_PER_EXAMPLE = 3
 EXAMPLES = 3400  # 10,200 chunks
+STATE_TIMEOUT = URConfig(**BOX).safety.state_timeout_s
+TRACK = URConfig(**BOX).safety.tracking_tolerance_s
 sane = arrays(np.float64, (4, 7), elements=st.floats(-0.08, 0.08))
 extreme = arrays(np.float64, (4, 7), elements=st.floats(allow_nan=False, allow_infinity=False))
 poisoned = arrays(np.float64, (4, 7), elements=st.floats(allow_nan=True, allow_infinity=True))
+ELSEWHERE = [pose_to_matrix(p) for p in (START, MOVED, (0.3, 0.1, 0.45, 0.3, 3.0, 0.2), (0.9, 0.0, 0.3, 0.0, math.pi, 0.0))]
+where = st.sampled_from(range(len(ELSEWHERE)))
+disturbance = st.one_of(
+    st.none(),
+    st.tuples(st.just("outage"), st.integers(1, 2), where),  # the reads of step i are missing
+    st.tuples(st.just("future"), st.integers(1, 6), st.floats(0.06, 1e4), st.booleans()),  # at tick index
+    st.tuples(st.just("pushed"), st.integers(1, 6), where),
+)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(chunks=st.lists(st.one_of(sane, sane, extreme, poisoned), min_size=3, max_size=3),
-       dry_run=st.booleans(), latency=st.floats(0.0, 0.5))
-def test_property_ur_commands_stay_safe(chunks, dry_run, latency):
+       dry_run=st.booleans(), latency=st.floats(0.0, 0.5), disturbance=disturbance)
+def test_property_ur_commands_stay_safe(chunks, dry_run, latency, disturbance):
     cfg = URConfig(**BOX)
     a = URAdapter(cfg)
-    a.update_tcp_pose(START, 0.0)
+    a.update_tcp_pose(START, 0.0, now=0.0)
     if not dry_run:
         a.set_dry_run(False)
     dt = cfg.control_period_s
-    prev = pose_to_matrix(START)
-    t = 0.0
-    for i, chunk in enumerate(chunks):
-        a.add_chunk(chunk, 0.2 * i - latency, 0.2 * i)
-        # the step boundary (new target) and the next cycle (interpolation under the speed caps)
-        for t in (0.2 * i, 0.2 * i + dt):
-            a.update_tcp_pose(START, t)
-            o = a.step(t)
-            assert np.all(np.isfinite(o.target))
-            T = pose_to_matrix(o.target)
+    lin, ang = cfg.max_linear_speed_m_s, cfg.max_angular_speed_rad_s
+    kind, at = (disturbance or (None, None))[:2]
+    prev = tcp = reported = pose_to_matrix(START)
+    last_state = 0.0
+    silent = pushed = unreported = False
+    ticks = [(i, t) for i in range(CHUNKS_PER_EXAMPLE) for t in (0.2 * i, 0.2 * i + dt)] + [(3, 0.75)]
+    for n, (i, t) in enumerate(ticks):
+        if t == 0.2 * i and i < CHUNKS_PER_EXAMPLE:
+            a.add_chunk(chunks[i], 0.2 * i - latency, 0.2 * i)
+        stamp = t
+        driver_down = kind == "outage" and i == at
+        if driver_down:
+            stamp = None
+            tcp, unreported = ELSEWHERE[disturbance[2]], True
+        elif kind == "future" and n == at:
+            stamp, silent = t + disturbance[2], disturbance[3]
+        elif kind == "pushed" and n == at:
+            tcp, pushed = ELSEWHERE[disturbance[2]], True
+        elif silent:
+            stamp = None
+        if stamp is not None:
+            accepted = a.update_tcp_pose(matrix_to_pose(tcp), stamp, now=t)
+            assert accepted == (stamp <= t)
+            if accepted:
+                last_state, reported, unreported = t, tcp, False
+        o = a.step(t)
+        assert np.all(np.isfinite(o.target))
+        T = pose_to_matrix(o.target)
+
+        def within_caps(ref, scale=1.0):
+            return (np.linalg.norm(T[:3, 3] - ref[:3, 3]) <= lin * dt * scale + 1e-9
+                    and np.linalg.norm(rotation_log(T[:3, :3] @ ref[:3, :3].T)) <= ang * dt * scale + 1e-6)
+
+        assert within_caps(prev) or within_caps(reported)
+        if o.status is ControlStatus.MOVE:
             assert a.box.contains(T[:3, 3])
-            assert np.linalg.norm(T[:3, 3] - prev[:3, 3]) <= cfg.max_linear_speed_m_s * dt + 1e-9
-            assert np.linalg.norm(rotation_log(T[:3, :3] @ prev[:3, :3].T)) <= cfg.max_angular_speed_rad_s * dt + 1e-6
-            if dry_run:
-                assert not o.send and not o.send_gripper
-            prev = T
+        if t - last_state > STATE_TIMEOUT:
+            assert o.status is not ControlStatus.MOVE and not o.send and not o.send_gripper
+        if o.send:
+            assert within_caps(reported, 1.0 + TRACK / dt)
+            if not (unreported or pushed):
+                assert within_caps(tcp)
+            if not driver_down:
+                tcp, pushed = T, False
+        if dry_run:
+            assert not o.send and not o.send_gripper
+        prev = T

@@ -7,10 +7,10 @@ import types
 
 import pytest
 import yaml
+from support.ros_harness import REPO_ROOT
 
 from octo_ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
 from octo_ros.launcher import GraphProcess
-from support.ros_harness import REPO_ROOT
 
 
 def _console_scripts():
@@ -143,9 +143,10 @@ def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
 def test_params_file_keeps_strings_that_look_like_booleans(ros, tmp_path):
     """x, y, z... as action dimension names must reach the node as strings (rcl's YAML
     parser reads a bare y as a boolean)."""
+    from rcl_interfaces.srv import GetParameters
+
     from octo_ros.graph import NodeSpec
     from octo_ros.launcher import node_command, write_params_file
-    from rcl_interfaces.srv import GetParameters
 
     spec = NodeSpec("params_probe", "observation_buffer", {
         "camera_inputs": ["image_primary"], "proprio_joints": ["x", "y", "on", "no"]}, namespace="cell")

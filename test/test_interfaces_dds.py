@@ -1,5 +1,6 @@
 """The project's own interfaces cross a process boundary over DDS."""
 import numpy as np
+
 from octo_ros_msgs.msg import ActionChunk
 from octo_ros_msgs.srv import SetInstruction
 

@@ -20,7 +20,7 @@ from octo_ros.model import (
     make_random_checkpoint,
     read_official_checkpoint,
 )
-from octo_ros.model.checkpoint import read_msgpack, write_msgpack, write_official_checkpoint
+from octo_ros.model.checkpoint import read_msgpack, write_msgpack
 from octo_ros.model.policy import load_module
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -2,18 +2,17 @@
 topic and the problem, the input dropped, the node still working afterwards."""
 import time
 
+import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
+from support.streams import SensorStreams
+from test_nodes_policy_pipeline import BUFFER_PARAMS, NAMES
 
 from octo_ros.messages import image_to_msg, ns_to_stamp
 from octo_ros.ros_support import LATCHED_QOS, SENSOR_QOS
 from octo_ros.untrained_checkpoint import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow
 from octo_ros_msgs.srv import SetInstruction
-from support.streams import SensorStreams
-from test_nodes_policy_pipeline import BUFFER_PARAMS, NAMES
-
-import numpy as np
 
 THROTTLE_S = 2.1  # warnings of one kind on one topic are throttled to one per 2 s
 

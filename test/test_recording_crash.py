@@ -18,8 +18,15 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2.errors import ReaderError
 
 from octo_ros.recording.bag import (
-    EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec, is_complete, mcap_file_of, read_episode_metadata,
-    repair_bag, unfinished_bags,
+    EpisodeBagWriter,
+    EpisodeInfo,
+    RecordingError,
+    TopicSpec,
+    is_complete,
+    mcap_file_of,
+    read_episode_metadata,
+    repair_bag,
+    unfinished_bags,
 )
 from octo_ros.recording.types import recording_types
 from octo_ros_msgs.msg import ActionChunk

@@ -17,8 +17,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, JointState
 
-from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, TopicSpec
 from octo_ros.cli import main as recording_cli  # the `octo-ros` command line
+from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, TopicSpec
 from octo_ros_msgs.msg import ActionChunk, PolicyStatus
 
 NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]

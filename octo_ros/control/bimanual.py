@@ -7,8 +7,13 @@ Action layout (tonyzhaozh/aloha, Interbotix/aloha, Octo's ALOHA example):
 the arm joints go out as ``JointGroupCommand('arm')`` on ``/<namespace>/commands/...``.
 
 Commands stream at 50 Hz (ALOHA DT = 0.02 s). When the policy step is longer than the control
-period, targets are interpolated linearly. Every command is clipped to the joint limits and
-rate-limited to the velocity limits relative to the previous command.
+period, targets are interpolated linearly. The desired point is clipped to the joint limits, then
+the command moves from the previous one towards it no faster than the velocity limits allow
+(nothing is clipped after the rate limit, so a measured state outside the limits — e.g. a gripper
+squeezed past its close constant — is left at the velocity limit, never jumped out of). Each arm's
+gripper joint travels in the target with the arm, so every sent target re-syncs the grippers.
+The tracking-error guard covers the arm joints only: a gripper closing on an object stays away
+from its commanded angle by design.
 """
 
 from __future__ import annotations
@@ -19,16 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octo_ros.control.adapter import AdapterBase
-from octo_ros.control.chunking import (
-    ChunkExecutionConfig,
-    ChunkExecutor,
-    ExecutionMode,
-    StepKind,
-    step_progress,
-)
+from octo_ros.control.chunking import ChunkExecutionConfig, ExecutionMode, StepKind, step_progress
 from octo_ros.control.gripper import GripperMapper, aloha_joint
 from octo_ros.control.kinematics import ARMS
-from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, SafetySupervisor, all_finite
+from octo_ros.control.safety import ControlOutput, ControlStatus, JointLimits, SafetyConfig, all_finite, tracking_error
 
 # Gripper joint constants (rad), follower / puppet arms.
 ALOHA2_FOLLOWER_GRIPPER = (1.6214, 0.6197)  # Interbotix/aloha constants.py (open, close)
@@ -76,35 +75,42 @@ class BimanualAdapter(AdapterBase):
     def __init__(self, config: BimanualConfig):
         self.config = config
         self.sides = {"left": config.left, "right": config.right}
-        self.supervisor = SafetySupervisor(config.safety)
-        self.executor = ChunkExecutor(config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, self.ACTION_DIM)
         self.grippers = {
             s: GripperMapper(aloha_joint(c.gripper_open_rad, c.gripper_close_rad)) for s, c in self.sides.items()
         }
-        lower, upper, vel = [], [], []
-        for c in (config.left, config.right):
+        names, lower, upper, vel = [], [], [], []
+        for side, c in self.sides.items():
             lim = ARMS[c.arm].limits
+            names += [f"{side}_{j}" for j in (*lim.names, "gripper")]
             lower += [*lim.lower, min(c.gripper_open_rad, c.gripper_close_rad)]
             upper += [*lim.upper, max(c.gripper_open_rad, c.gripper_close_rad)]
             vel += [*lim.velocity, c.gripper_velocity_limit]
+        self.limits = JointLimits(tuple(names), tuple(lower), tuple(upper), tuple(vel))  # 14 joints, action order
         self.lower, self.upper, self.velocity = np.array(lower), np.array(upper), np.array(vel)
+        self._arm_joints = np.array([k for k in range(14) if k % 7 != 6])  # tracking-error guard: arms only
+        self._tracking_tolerance = self.limits.max_step(config.safety.tracking_tolerance_s)[self._arm_joints]
         self._measured: dict[str, np.ndarray] = {}
         self._state_stamps: dict[str, float] = {}
         self._commanded: np.ndarray | None = None
-        self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
     # inputs --------------------------------------------------------------------------
-    def update_joint_state(self, side: str, arm_q, gripper_rad: float, stamp: float) -> bool:
+    def update_joint_state(self, side: str, arm_q, gripper_rad: float, stamp: float, *,
+                           now: float | None = None) -> bool:
+        """One follower's measured arm joints and gripper joint (rad) stamped ``stamp``, received at
+        ``now`` (the clock ``step`` gets). The state counts as fresh only while both arms' are. False
+        (reason in ``last_state_error``) for an unknown side, a non-finite or misshapen state, or one
+        stamped in the future."""
         q = np.append(np.asarray(arm_q, dtype=float), float(gripper_rad))
         if side not in self.sides or q.shape != (7,) or not all_finite(q) or not np.isfinite(stamp):
-            return False
-        self._measured[side] = q
-        self._state_stamps[side] = stamp
-        if len(self._state_stamps) == 2:  # fresh only when both arms are
-            self.supervisor.watchdog.feed("state", min(self._state_stamps.values()))
-            if self._commanded is None:
-                self._anchor_to_measured(keep_chunks=True)
-        return True
+            return self._reject_state(f"unknown side, non-finite or misshapen joint state ({side})")
+
+        def store():
+            self._measured[side] = q
+            self._state_stamps[side] = stamp
+            return min(self._state_stamps.values()) if len(self._state_stamps) == 2 else None
+
+        return self._accept_state(stamp, now, store)
 
     # description ---------------------------------------------------------------------
     def describe(self) -> list[str]:
@@ -127,11 +133,9 @@ class BimanualAdapter(AdapterBase):
 
     # tick ------------------------------------------------------------------------------
     def step(self, now: float) -> ControlOutput:
-        gate = self.supervisor.gate(now)
-        if self._commanded is None:
-            return ControlOutput(ControlStatus.HOLD, gate.reason or "no joint state yet", np.zeros(0), False)
-        if not gate.may_move:
-            return self._hold(gate.status, gate.reason)
+        gate, early = self._begin_tick(now)
+        if early is not None:
+            return early
         decision = self.executor.tick(now)
         if decision.kind is StepKind.HOLD:
             return self._hold(ControlStatus.HOLD, decision.reason)
@@ -145,16 +149,16 @@ class BimanualAdapter(AdapterBase):
             return self._hold(ControlStatus.HOLD, "step interrupted")
         start_q, end_q, start = self._segment
         progress = step_progress(now, start, self.config.execution.step_period_s, self.config.control_period_s)
-        desired = start_q + progress * (end_q - start_q)
-        max_step = self.velocity * self.config.control_period_s
-        command = self._commanded + np.clip(desired - self._commanded, -max_step, max_step)
-        if np.any(command != desired):
+        # Clip the desired point (the segment may start outside the limits), then rate-limit from the
+        # command in force; clipping after the rate limit would jump back inside in one tick.
+        desired, _ = self.limits.clip_position(start_q + progress * (end_q - start_q))
+        command, limited = self.limits.rate_limit(self._commanded, desired, self.config.control_period_s)
+        if limited:
             notes.append("rate-limited to joint velocity limits")
-        command = np.clip(command, self.lower, self.upper)
         if not all_finite(command):  # unreachable with finite chunks; kept as the last line of defence
             return self._hold(ControlStatus.HOLD, "non-finite command rejected")
         self._commanded = command
-        return ControlOutput(ControlStatus.MOVE, "", command.copy(), gate.may_send, None, False, tuple(notes))
+        return self._move(gate, command.copy(), notes)
 
     # internals -------------------------------------------------------------------------
     def _to_robot(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -163,21 +167,24 @@ class BimanualAdapter(AdapterBase):
             base = 7 * k
             target[base : base + 6] = action[base : base + 6]
             target[base + 6] = self.grippers[side].update(float(action[base + 6])).command
-        clipped = np.clip(target, self.lower, self.upper)
-        return clipped, bool(np.any(clipped != target))
+        return self.limits.clip_position(target)
 
-    def _hold(self, status: ControlStatus, reason: str) -> ControlOutput:
-        self.executor.interrupt()
-        self._segment = None
-        return ControlOutput(status, reason, self._commanded.copy(), False)
+    # AdapterBase hooks -------------------------------------------------------------------
+    @property
+    def _anchored(self) -> bool:
+        return self._commanded is not None
 
-    def _anchor_to_measured(self, keep_chunks: bool = False) -> None:
-        if keep_chunks:
-            self.executor.interrupt()
-        else:
-            self.executor.clear()
-        self._segment = None
+    def _set_commanded_to_measured(self) -> None:
         if len(self._measured) < 2:
             self._commanded = None
             return
         self._commanded = np.concatenate([self._measured["left"], self._measured["right"]])
+
+    def _tracking_error(self) -> str:
+        measured = np.concatenate([self._measured["left"], self._measured["right"]])
+        names = [self.limits.names[k] for k in self._arm_joints]
+        return tracking_error(measured[self._arm_joints], self._commanded[self._arm_joints],
+                              self._tracking_tolerance, names)
+
+    def _output_target(self) -> np.ndarray:
+        return self._commanded.copy()

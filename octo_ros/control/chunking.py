@@ -123,10 +123,6 @@ class ChunkExecutor:
         """End the current step early (the adapter is holding)."""
         self._step_start = None
 
-    @property
-    def newest_stamp(self) -> float | None:
-        return self._chunks[-1].stamp if self._chunks else None
-
     # per tick ---------------------------------------------------------------------
     def tick(self, now: float) -> StepDecision:
         period = self.config.step_period_s

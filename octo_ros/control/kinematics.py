@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from transforms3d.euler import euler2mat
 
 from octo_ros.control.safety import JointLimits
 
@@ -165,6 +166,25 @@ def rotation_exp(rotvec: np.ndarray) -> np.ndarray:
         return np.eye(3)
     W = skew(np.asarray(rotvec) / angle)
     return np.eye(3) + math.sin(angle) * W + (1.0 - math.cos(angle)) * (W @ W)
+
+
+def apply_delta(T: np.ndarray, delta_xyz, delta_rpy) -> np.ndarray:
+    """Bridge delta on a 4×4 pose: translation in the base frame; rotation ``Rz·Ry·Rx`` (static xyz
+    Euler) about the end-effector position with base-aligned axes (``R_new = R_delta · R``)."""
+    out = np.eye(4)
+    out[:3, :3] = euler2mat(*delta_rpy, axes="sxyz") @ T[:3, :3]
+    out[:3, 3] = T[:3, 3] + np.asarray(delta_xyz, dtype=float)
+    return out
+
+
+def interpolate_pose(start: np.ndarray, end: np.ndarray, fraction: float) -> np.ndarray:
+    """Pose ``fraction`` of the way from ``start`` to ``end``: linear in position, geodesic in rotation."""
+    if fraction >= 1.0:
+        return end.copy()
+    T = np.eye(4)
+    T[:3, 3] = start[:3, 3] + fraction * (end[:3, 3] - start[:3, 3])
+    T[:3, :3] = start[:3, :3] @ rotation_exp(fraction * rotation_log(start[:3, :3].T @ end[:3, :3]))
+    return T
 
 
 def pose_error(T: np.ndarray, T_target: np.ndarray) -> tuple[float, float]:

@@ -8,6 +8,8 @@ Every command an adapter produces passes through these pieces:
 * :class:`SafetySupervisor` owns the dry-run gate (on by default), the latched
   e-stop and the staleness :class:`Watchdog`; adapters ask it every tick whether
   they may move and whether a command may be sent to the robot.
+* :func:`tracking_error` is the tracking-error guard: an armed adapter holds when the
+  measured robot is further from the commanded target than it could trail it by.
 
 Non-finite values are rejected wherever they can enter (chunks, measured
 states) and checked again on the final command.
@@ -94,23 +96,58 @@ class JointLimits:
         return limited, bool(np.any(limited != q_to))
 
 
-class Watchdog:
-    """Named freshness channels ("chunk", "joint_states", ...) with per-channel timeouts.
+def tracking_error(measured, commanded, tolerance, names) -> str:
+    """'' when every ``|measured - commanded|`` is within ``tolerance`` (per component), else the
+    worst offender (by its share of the tolerance) in words."""
+    error = np.abs(np.asarray(measured, float) - np.asarray(commanded, float))
+    tolerance = np.broadcast_to(np.asarray(tolerance, float), error.shape)
+    if not all_finite(error):
+        return "tracking error: non-finite measured or commanded state"
+    if np.all(error <= tolerance):
+        return ""
+    worst = int(np.argmax(error / tolerance))
+    return (f"tracking error: {names[worst]} measured {error[worst]:.3f} from the commanded target "
+            f"(> {tolerance[worst]:.3f}); re-arm or reset to re-anchor at the measured state")
 
-    A channel that has never been fed counts as stale.
+
+class Watchdog:
+    """Named freshness channels ("chunk", "state", ...) with per-channel timeouts.
+
+    A channel holds the stamp of the last message received (not the newest stamp ever seen), so one
+    bad stamp cannot keep it fresh. Stamps more than ``max_future_s`` ahead of the receiver's clock
+    are rejected; accepted ones count as received at ``min(stamp, now)``. A channel that has never
+    been fed counts as stale.
     """
 
-    def __init__(self, timeouts_s: dict[str, float]):
+    def __init__(self, timeouts_s: dict[str, float], max_future_s: float = 0.05):
         if any(t <= 0 for t in timeouts_s.values()):
             raise ValueError(f"watchdog timeouts must be positive: {timeouts_s}")
+        if not (max_future_s >= 0 and np.isfinite(max_future_s)):
+            raise ValueError(f"max_future_s must be finite and >= 0, got {max_future_s}")
         self._timeouts = dict(timeouts_s)
+        self.max_future_s = float(max_future_s)
         self._last: dict[str, float] = {}
 
-    def feed(self, channel: str, stamp: float) -> None:
+    def check_stamp(self, stamp: float, now: float) -> str:
+        """Why a message stamped ``stamp`` and received at ``now`` is refused ('' when it is not)."""
+        if not (np.isfinite(stamp) and np.isfinite(now)):
+            return "stamp is not finite"
+        if stamp > now + self.max_future_s:
+            return f"stamped {stamp - now:.3f} s in the future (> {self.max_future_s:g} s)"
+        return ""
+
+    def feed(self, channel: str, stamp: float, now: float) -> bool:
+        """Record a message on ``channel`` stamped ``stamp``, received at ``now``; False if refused."""
         if channel not in self._timeouts:
             raise KeyError(f"unknown watchdog channel {channel!r}")
-        if np.isfinite(stamp):
-            self._last[channel] = max(stamp, self._last.get(channel, -np.inf))
+        if self.check_stamp(stamp, now):
+            return False
+        self._last[channel] = min(float(stamp), float(now))
+        return True
+
+    def is_stale(self, channel: str, now: float) -> bool:
+        last = self._last.get(channel)
+        return last is None or not (now - self._timeouts[channel] <= last <= now + self.max_future_s)
 
     def stale(self, now: float) -> list[str]:
         """Channels older than their timeout (or never fed), each with its age in words."""
@@ -121,6 +158,8 @@ class Watchdog:
                 problems.append(f"no {channel} received yet")
             elif now - last > timeout:
                 problems.append(f"{channel} stale ({now - last:.3f} s > {timeout:.3f} s)")
+            elif last > now + self.max_future_s:  # fed on a later clock than this verdict's
+                problems.append(f"{channel} stamped {last - now:.3f} s in the future")
         return problems
 
     def clear(self, channel: str) -> None:
@@ -154,16 +193,27 @@ class SafetyConfig:
     # Measured joint state older than this → hold. xs_sdk publishes at 100 Hz (its
     # simulator at 20–30 Hz); 0.25 s is several periods of either.
     state_timeout_s: float = 0.25
+    # Armed tracking-error guard: hold when the measured state is further from the commanded one
+    # than the velocity limit covers in this time (per joint; UR: the TCP speed caps). A robot
+    # following the commanded targets trails them by about one control period plus its driver
+    # latency; more means it did not follow (blocked, pushed, or its driver restarted elsewhere).
+    tracking_tolerance_s: float = 0.25
+
+    def __post_init__(self):
+        values = (self.chunk_timeout_s, self.state_timeout_s, self.tracking_tolerance_s)
+        if not all(v > 0 and np.isfinite(v) for v in values):
+            raise ValueError(f"safety timeouts and the tracking tolerance must be positive: {values}")
 
 
 class SafetySupervisor:
     """Dry-run gate + latched e-stop + watchdog, consulted by an adapter on every tick."""
 
-    def __init__(self, config: SafetyConfig):
+    def __init__(self, config: SafetyConfig, max_future_stamp_s: float = 0.05):
         self.config = config
         self.dry_run = config.dry_run
         self._estop_reason: str | None = None
-        self.watchdog = Watchdog({"chunk": config.chunk_timeout_s, "state": config.state_timeout_s})
+        self.watchdog = Watchdog({"chunk": config.chunk_timeout_s, "state": config.state_timeout_s},
+                                 max_future_s=max_future_stamp_s)
 
     # e-stop latch -------------------------------------------------------------
     def trigger_estop(self, reason: str) -> None:

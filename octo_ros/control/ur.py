@@ -21,21 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from transforms3d.axangles import axangle2mat, mat2axangle
-from transforms3d.euler import euler2mat
 
-from octo_ros.control.adapter import AdapterBase
-from octo_ros.control.chunking import ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
+from octo_ros.control.adapter import AdapterBase, integrate_delta
+from octo_ros.control.chunking import ChunkExecutionConfig, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper, robotiq_socket
-from octo_ros.control.kinematics import rotation_exp, rotation_log
-from octo_ros.control.safety import (
-    ControlOutput,
-    ControlStatus,
-    SafetyConfig,
-    SafetySupervisor,
-    WorkspaceBox,
-    all_finite,
-    clamp_components,
-)
+from octo_ros.control.kinematics import interpolate_pose, rotation_exp, rotation_log
+from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, WorkspaceBox, all_finite, tracking_error
 
 ROBOT_MODE_RUNNING = 7
 SAFETY_MODE_NORMAL, SAFETY_MODE_REDUCED = 1, 2
@@ -54,14 +45,6 @@ def pose_to_matrix(pose) -> np.ndarray:
 def matrix_to_pose(T: np.ndarray) -> np.ndarray:
     axis, angle = mat2axangle(T[:3, :3], unit_thresh=1e-5)
     return np.concatenate([T[:3, 3], np.asarray(axis) * angle])
-
-
-def apply_delta(T: np.ndarray, delta_xyz, delta_rpy) -> np.ndarray:
-    """Delta translation in the base frame; delta rotation (static xyz Euler) about the TCP, base-aligned axes."""
-    out = np.eye(4)
-    out[:3, :3] = euler2mat(*delta_rpy, axes="sxyz") @ T[:3, :3]
-    out[:3, 3] = T[:3, 3] + np.asarray(delta_xyz)
-    return out
 
 
 @dataclass
@@ -98,26 +81,32 @@ class URAdapter(AdapterBase):
 
     ACTION_DIM = 7
 
+    NO_STATE_REASON = "no TCP pose yet"
+
     def __init__(self, config: URConfig):
         self.config = config
         self.box = WorkspaceBox(config.workspace_low, config.workspace_high)
-        self.supervisor = SafetySupervisor(config.safety)
-        self.executor = ChunkExecutor(config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, self.ACTION_DIM)
         self.gripper = GripperMapper(config.gripper)
+        tol_s = config.safety.tracking_tolerance_s
+        self._tracking_tolerance = np.array([config.max_linear_speed_m_s, config.max_angular_speed_rad_s]) * tol_s
         self._measured: np.ndarray | None = None
         self._commanded: np.ndarray | None = None  # 4×4
         self._target: np.ndarray | None = None  # last step target; deltas integrate on it
-        self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
-    def update_tcp_pose(self, pose, stamp: float) -> bool:
+    def update_tcp_pose(self, pose, stamp: float, *, now: float | None = None) -> bool:
+        """Measured TCP pose [x, y, z, rx, ry, rz] stamped ``stamp``, received at ``now`` (the clock
+        ``step`` gets). False (reason in ``last_state_error``) for a non-finite or misshapen pose
+        or one stamped in the future."""
         pose = np.asarray(pose, dtype=float)
         if pose.shape != (6,) or not all_finite(pose) or not np.isfinite(stamp):
-            return False
-        self._measured = pose_to_matrix(pose)
-        self.supervisor.watchdog.feed("state", stamp)
-        if self._commanded is None:
-            self._anchor_to_measured(keep_chunks=True)
-        return True
+            return self._reject_state("non-finite or misshapen TCP pose")
+
+        def store():
+            self._measured = pose_to_matrix(pose)
+            return stamp
+
+        return self._accept_state(stamp, now, store)
 
     def describe(self) -> list[str]:
         c = self.config
@@ -130,11 +119,9 @@ class URAdapter(AdapterBase):
         ]
 
     def step(self, now: float) -> ControlOutput:
-        gate = self.supervisor.gate(now)
-        if self._commanded is None:
-            return ControlOutput(ControlStatus.HOLD, gate.reason or "no TCP pose yet", np.zeros(0), False)
-        if not gate.may_move:
-            return self._hold(gate.status, gate.reason)
+        gate, early = self._begin_tick(now)
+        if early is not None:
+            return early
         if not self.box.contains(self._target[:3, 3]):
             return self._hold(ControlStatus.HOLD, "TCP is outside the workspace box; move it inside first")
         decision = self.executor.tick(now)
@@ -143,66 +130,62 @@ class URAdapter(AdapterBase):
         notes = []
         gripper_changed = False
         if decision.kind is StepKind.NEW_STEP:
-            a = decision.action
-            dxyz, ct = clamp_components(a[:3], self.config.max_step_translation_m)
-            drpy, cr = clamp_components(a[3:6], self.config.max_step_rotation_rad)
-            if ct or cr:
-                notes.append("per-step delta clamped")
-            target = apply_delta(self._target, dxyz, drpy)
-            target[:3, 3], clipped = self.box.clip(target[:3, 3])
-            if clipped:
-                notes.append("target clipped to workspace box")
+            c = self.config
+            target, notes = integrate_delta(self._target, decision.action, self.box,
+                                            c.max_step_translation_m, c.max_step_rotation_rad)
             self._target = target
             self._segment = (self._commanded.copy(), target, decision.step_start)
-            gripper_changed = self.gripper.update(float(a[6])).changed
+            gripper_changed = self.gripper.update(float(decision.action[6])).changed
         elif self._segment is None:
             return self._hold(ControlStatus.HOLD, "step interrupted")
         start_T, end_T, start = self._segment
         dt = self.config.control_period_s
         progress = step_progress(now, start, self.config.execution.step_period_s, dt)
         # Desired point on the segment, then move there no faster than the speed caps allow.
-        dp_desired = start_T[:3, 3] + progress * (end_T[:3, 3] - start_T[:3, 3]) - self._commanded[:3, 3]
-        R_desired = start_T[:3, :3] @ rotation_exp(progress * rotation_log(start_T[:3, :3].T @ end_T[:3, :3]))
-        dr_desired = rotation_log(R_desired @ self._commanded[:3, :3].T)
+        desired = interpolate_pose(start_T, end_T, progress)
+        dp_desired = desired[:3, 3] - self._commanded[:3, 3]
+        dr_desired = rotation_log(desired[:3, :3] @ self._commanded[:3, :3].T)
         dp = _cap_norm(dp_desired, self.config.max_linear_speed_m_s * dt)
         dr = _cap_norm(dr_desired, self.config.max_angular_speed_rad_s * dt)
         if dp is not dp_desired or dr is not dr_desired:
             notes.append("speed capped")
         command = np.eye(4)
+        # Both ends are inside the box (a commanded pose outside it holds above), so this never jumps.
         command[:3, 3], _ = self.box.clip(self._commanded[:3, 3] + dp)
         command[:3, :3] = rotation_exp(dr) @ self._commanded[:3, :3]
         self._commanded = command
-        return ControlOutput(
-            ControlStatus.MOVE,
-            "",
-            matrix_to_pose(command),
-            gate.may_send,
-            self.gripper.command,
-            gripper_changed and gate.may_send,
-            tuple(notes),
-        )
+        return self._move(gate, matrix_to_pose(command), notes, gripper_changed)
 
     @property
     def commanded_pose(self) -> np.ndarray | None:
         return None if self._commanded is None else matrix_to_pose(self._commanded)
 
-    def _hold(self, status: ControlStatus, reason: str) -> ControlOutput:
-        self.executor.interrupt()
-        self._segment = None
-        self._target = self._commanded.copy()
-        return ControlOutput(status, reason, matrix_to_pose(self._commanded), False, self.gripper.command, False)
+    # AdapterBase hooks -------------------------------------------------------------------
+    @property
+    def _anchored(self) -> bool:
+        return self._commanded is not None
 
-    def _anchor_to_measured(self, keep_chunks: bool = False) -> None:
-        if keep_chunks:
-            self.executor.interrupt()
-        else:
-            self.executor.clear()
-        self._segment = None
+    def _set_commanded_to_measured(self) -> None:
         if self._measured is None:
             self._commanded = self._target = None
             return
         self._commanded = self._measured.copy()
         self._target = self._measured.copy()
+
+    def _tracking_error(self) -> str:
+        position = float(np.linalg.norm(self._measured[:3, 3] - self._commanded[:3, 3]))
+        rotation = float(np.linalg.norm(rotation_log(self._measured[:3, :3] @ self._commanded[:3, :3].T)))
+        return tracking_error([position, rotation], [0.0, 0.0], self._tracking_tolerance,
+                              ("TCP position (m)", "TCP orientation (rad)"))
+
+    def _output_target(self) -> np.ndarray:
+        return matrix_to_pose(self._commanded)
+
+    def _gripper_command(self) -> float | None:
+        return self.gripper.command
+
+    def _on_hold(self) -> None:
+        self._target = self._commanded.copy()
 
 
 def _cap_norm(v: np.ndarray, limit: float) -> np.ndarray:
@@ -291,6 +274,10 @@ class URRTDEBackend:
             if out.status is ControlStatus.ESTOP:
                 self._stop_servo()
             return URCycle(out, False)
+        if self.adapter.tracking_fault:
+            # The TCP is far from the held pose: streaming it would servo there at the servo gain.
+            self._stop_servo()
+            return URCycle(out, False)
         c = self.config
         # Armed: MOVE streams the new pose, HOLD streams the held pose (keeps servo mode still).
         ok = self.control.servoL(
@@ -310,7 +297,7 @@ class URRTDEBackend:
         self.receive.disconnect()
 
     def _read_state(self, now: float) -> bool:
-        return self.adapter.update_tcp_pose(self.receive.getActualTCPPose(), now)
+        return self.adapter.update_tcp_pose(self.receive.getActualTCPPose(), now, now=now)
 
     def _stop_servo(self) -> None:
         if self._servoing:

@@ -13,7 +13,8 @@ Conventions (rail-berkeley/bridge_data_robot, octo ``examples/04_eval_finetuned_
 
 Each command is solved with the PoE IK (seeded from the measured joints, then the last command),
 must respect the URDF joint position limits and the joint velocity limits over one control
-period; otherwise the adapter holds and reports why.
+period; otherwise the adapter holds and reports why. Re-anchoring, the tracking-error guard and
+the gripper re-sync are :class:`~octo_ros.control.adapter.AdapterBase`'s.
 """
 
 from __future__ import annotations
@@ -23,19 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from transforms3d.euler import euler2mat, mat2euler
 
-from octo_ros.control.adapter import AdapterBase
-from octo_ros.control.chunking import ChunkExecutionConfig, ChunkExecutor, StepKind, step_progress
+from octo_ros.control.adapter import AdapterBase, integrate_delta
+from octo_ros.control.chunking import ChunkExecutionConfig, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper, interbotix_pwm
-from octo_ros.control.kinematics import ARMS, forward_kinematics, rotation_exp, rotation_log, solve_ik
-from octo_ros.control.safety import (
-    ControlOutput,
-    ControlStatus,
-    SafetyConfig,
-    SafetySupervisor,
-    WorkspaceBox,
-    all_finite,
-    clamp_components,
-)
+from octo_ros.control.kinematics import ARM_JOINTS, ARMS, forward_kinematics, interpolate_pose, solve_ik
+from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, WorkspaceBox, all_finite, tracking_error
 
 # Bridge's DEFAULT_ROTATION: orientation with rpy = 0 (gripper x-axis pointing down).
 DEFAULT_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
@@ -84,29 +77,36 @@ class WidowXAdapter(AdapterBase):
         self.config = config
         self.arm = ARMS[config.arm]
         self.box = WorkspaceBox(config.workspace_low, config.workspace_high)
-        self.supervisor = SafetySupervisor(config.safety)
-        self.executor = ChunkExecutor(config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, self.ACTION_DIM)
         self.gripper = GripperMapper(config.gripper)
+        self._tracking_tolerance = self.arm.limits.max_step(config.safety.tracking_tolerance_s)
         self._measured_q: np.ndarray | None = None
         self._measured_open: bool | None = None
         self._commanded_q: np.ndarray | None = None
         self._commanded_pose: np.ndarray | None = None
         self._target_pose: np.ndarray | None = None  # last step target; deltas integrate on it
-        self._segment: tuple[np.ndarray, np.ndarray, float] | None = None
 
     # inputs --------------------------------------------------------------------------
-    def update_joint_state(self, arm_q, stamp: float, gripper_open: bool | None = None) -> bool:
-        """Measured arm joints (rad, xs_sdk order) and optionally whether the gripper is open."""
+    def update_joint_state(self, arm_q, stamp: float, gripper_open: bool | None = None, *,
+                           now: float | None = None) -> bool:
+        """Measured arm joints (rad, xs_sdk order) stamped ``stamp`` and received at ``now`` (the
+        clock ``step`` gets), and optionally whether the gripper is open. False (reason in
+        ``last_state_error``) for a non-finite or misshapen state or one stamped in the future.
+
+        The gripper state is used when re-anchoring (start-up, arming, e-stop reset, after an
+        outage): the gripper mapping restarts from it, and the current gripper command is sent with
+        the next armed target either way."""
         q = np.asarray(arm_q, dtype=float)
         if q.shape != (6,) or not all_finite(q) or not np.isfinite(stamp):
-            return False
-        self._measured_q = q
-        if gripper_open is not None:
-            self._measured_open = bool(gripper_open)
-        self.supervisor.watchdog.feed("state", stamp)
-        if self._commanded_q is None:
-            self._anchor_to_measured(keep_chunks=True)
-        return True
+            return self._reject_state("non-finite or misshapen joint state")
+
+        def store():
+            self._measured_q = q
+            if gripper_open is not None:
+                self._measured_open = bool(gripper_open)
+            return stamp
+
+        return self._accept_state(stamp, now, store)
 
     # description ---------------------------------------------------------------------
     def describe(self) -> list[str]:
@@ -119,32 +119,26 @@ class WidowXAdapter(AdapterBase):
             "gripper: " + self.gripper.describe(),
         ]
 
-    def start_pose_joints(self) -> np.ndarray | None:
-        """Joints for Bridge's start pose (0.3, 0, 0.15, gripper down), seeded from the measured joints;
-        the node moves there slowly (e.g. an xs_sdk time profile) before running the policy."""
-        ik = solve_ik(self.arm, pose_from_bridge_state(BRIDGE_START_STATE), seeds=(self._measured_q,))
-        return ik.q if ik.success else None
-
     @property
     def commanded_pose(self) -> np.ndarray | None:
         return None if self._commanded_pose is None else self._commanded_pose.copy()
 
     # tick ------------------------------------------------------------------------------
     def step(self, now: float) -> ControlOutput:
-        gate = self.supervisor.gate(now)
-        if self._commanded_q is None:
-            return ControlOutput(ControlStatus.HOLD, gate.reason or "no joint state yet", np.zeros(0), False)
-        if not gate.may_move:
-            return self._hold(gate.status, gate.reason)
+        gate, early = self._begin_tick(now)
+        if early is not None:
+            return early
         if not self.box.contains(self._target_pose[:3, 3]):
             return self._hold(ControlStatus.HOLD, "arm is outside the workspace box; move it to the start pose first")
         decision = self.executor.tick(now)
         if decision.kind is StepKind.HOLD:
             return self._hold(ControlStatus.HOLD, decision.reason)
         notes: list[str] = []
-        gripper_changed = False
+        gripper_changed = None
         if decision.kind is StepKind.NEW_STEP:
-            target, notes = self._integrate(decision.action)
+            c = self.config
+            target, notes = integrate_delta(self._target_pose, decision.action, self.box,
+                                            c.max_step_translation_m, c.max_step_rotation_rad)
             gripper_changed = self.gripper.update(float(decision.action[6])).changed
             self._target_pose = target
             self._segment = (self._commanded_pose.copy(), target, decision.step_start)
@@ -152,7 +146,7 @@ class WidowXAdapter(AdapterBase):
             return self._hold(ControlStatus.HOLD, "step interrupted")
         start_pose, end_pose, start = self._segment
         progress = step_progress(now, start, self.config.execution.step_period_s, self.config.control_period_s)
-        pose = _interpolate_pose(start_pose, end_pose, progress)
+        pose = interpolate_pose(start_pose, end_pose, progress)
         ik = solve_ik(self.arm, pose, seeds=(self._measured_q, self._commanded_q))
         if not ik.success:
             return self._hold(ControlStatus.HOLD, f"IK failed: {ik.reason}", gripper_changed)
@@ -165,46 +159,14 @@ class WidowXAdapter(AdapterBase):
             )
         self._commanded_q = ik.q
         self._commanded_pose = pose
-        return ControlOutput(
-            ControlStatus.MOVE,
-            "",
-            ik.q.copy(),
-            gate.may_send,
-            self.gripper.command,
-            gripper_changed and gate.may_send,
-            tuple(notes),
-        )
+        return self._move(gate, ik.q.copy(), notes, bool(gripper_changed))
 
-    # internals -------------------------------------------------------------------------
-    def _integrate(self, action: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        c = self.config
-        notes = []
-        dxyz, clipped_t = clamp_components(action[:3], c.max_step_translation_m)
-        drpy, clipped_r = clamp_components(action[3:6], c.max_step_rotation_rad)
-        if clipped_t or clipped_r:
-            notes.append("per-step delta clamped")
-        base = self._target_pose
-        target = np.eye(4)
-        target[:3, :3] = euler2mat(*drpy, axes="sxyz") @ base[:3, :3]
-        target[:3, 3], clipped_box = self.box.clip(base[:3, 3] + dxyz)
-        if clipped_box:
-            notes.append("target clipped to workspace box")
-        return target, notes
+    # AdapterBase hooks -------------------------------------------------------------------
+    @property
+    def _anchored(self) -> bool:
+        return self._commanded_q is not None
 
-    def _hold(self, status: ControlStatus, reason: str, gripper_changed: bool = False) -> ControlOutput:
-        self.executor.interrupt()
-        self._segment = None
-        self._target_pose = self._commanded_pose.copy()
-        send_gripper = gripper_changed and status is ControlStatus.HOLD and not self.supervisor.dry_run
-        return ControlOutput(status, reason, self._commanded_q.copy(), False, self.gripper.command, send_gripper)
-
-    def _anchor_to_measured(self, keep_chunks: bool = False) -> None:
-        """Make the measured joints the commanded state (start-up, e-stop reset, arming)."""
-        if keep_chunks:
-            self.executor.interrupt()
-        else:
-            self.executor.clear()
-        self._segment = None
+    def _set_commanded_to_measured(self) -> None:
         if self._measured_q is None:
             self._commanded_q = self._commanded_pose = self._target_pose = None
             return
@@ -214,11 +176,14 @@ class WidowXAdapter(AdapterBase):
         if self._measured_open is not None:
             self.gripper.reset(self._measured_open)
 
+    def _tracking_error(self) -> str:
+        return tracking_error(self._measured_q, self._commanded_q, self._tracking_tolerance, ARM_JOINTS)
 
-def _interpolate_pose(start: np.ndarray, end: np.ndarray, fraction: float) -> np.ndarray:
-    if fraction >= 1.0:
-        return end.copy()
-    T = np.eye(4)
-    T[:3, 3] = start[:3, 3] + fraction * (end[:3, 3] - start[:3, 3])
-    T[:3, :3] = start[:3, :3] @ rotation_exp(fraction * rotation_log(start[:3, :3].T @ end[:3, :3]))
-    return T
+    def _output_target(self) -> np.ndarray:
+        return self._commanded_q.copy()
+
+    def _gripper_command(self) -> float | None:
+        return self.gripper.command
+
+    def _on_hold(self) -> None:
+        self._target_pose = self._commanded_pose.copy()  # the next step integrates on what was commanded

@@ -14,7 +14,6 @@ from .config import HeadConfig
 from .tokenizers import TokenGroup
 from .transformer import MlpBlock
 
-
 # float32 (betas, alpha_hats) exactly as the official jitted JAX sampler computes them on CPU.  The
 # cosine schedule evaluated with NumPy differs from XLA's in the last bit of a few entries, which the
 # first reverse step (1/sqrt(alpha) ~ 31.6) amplifies; these tables remove that source of error.

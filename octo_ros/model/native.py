@@ -7,7 +7,6 @@ re-layout from start-up; the safetensors file is memory-mapped at load time.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Union

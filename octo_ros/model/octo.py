@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Dict, Mapping, Optional
 
-import torch
 from torch import nn
 
 from .config import ImageTokenizerConfig, OctoConfig, StemConfig, T5Config

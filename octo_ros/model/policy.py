@@ -15,7 +15,6 @@ optionally ``pad_mask_dict`` {key: bool (B, W)}.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -26,9 +25,9 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, flatten, read_official_checkpoint
-from .config import ImageTokenizerConfig, LowdimTokenizerConfig, OctoConfig, parse_config
-from .heads import ContinuousActionHead, DiffusionActionHead
+from .checkpoint import CheckpointError, read_official_checkpoint
+from .config import OctoConfig, parse_config
+from .heads import DiffusionActionHead
 from .native import example_batch_spec, is_native, load_native, save_native
 from .normalization import NormalizationType, dataset_keys, select_statistics, unnormalize_actions
 from .octo import OctoModule, shapes_from_params

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ImageTokenizerConfig, LowdimTokenizerConfig, OctoConfig
+from .config import ImageTokenizerConfig, OctoConfig
 from .tokenizers import ImageTokenizer, LanguageTokenizer, LowdimObsTokenizer, TokenGroup
 
 PREFIX_TIMESTEP = -1

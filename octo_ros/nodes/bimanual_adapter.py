@@ -89,9 +89,10 @@ class BimanualAdapterNode(AdapterNodeBase):
             self.warnings.warn(f"state:{side}:joints", f"/{ns}/joint_states lacks the arm joints or 'gripper'")
             return
         self.measured[side] = ([float(v) for v in q], float(gripper))
-        if not self.adapter.update_joint_state(side, q, gripper, stamp_seconds(msg.header.stamp, self.now_s())):
+        now = self.now_s()
+        if not self.adapter.update_joint_state(side, q, gripper, stamp_seconds(msg.header.stamp, now), now=now):
             self.bad_states += 1
-            self.warnings.warn(f"state:{side}:invalid", f"/{ns}/joint_states: non-finite joint state ignored")
+            self.warnings.warn(f"state:{side}:invalid", f"/{ns}/joint_states ignored: {self.adapter.last_state_error}")
 
     def control_cycle(self, now: float) -> ControlOutput:
         out = self.adapter.step(now)

@@ -34,6 +34,8 @@ class WidowXAdapterNode(AdapterNodeBase):
         super().__init__("widowx_adapter", **kwargs)
         p = self.declare_parameter
         self.robot_name = p("robot_name", "wx250s").value.strip("/")
+        # left_finger (m) above this: the gripper is open (wx250s fingers: 0.015 closed – 0.037 m open)
+        self.finger_open_above = float(p("finger_open_above", 0.026).value)
         defaults = WidowXConfig()
         config = WidowXConfig(
             arm=p("robot_model", "wx250s").value,
@@ -68,9 +70,13 @@ class WidowXAdapterNode(AdapterNodeBase):
             self.warnings.warn("state:joints", f"/{self.robot_name}/joint_states lacks the arm joints {ARM_JOINTS}")
             return
         self.measured_q = [float(v) for v in q]
-        if not self.adapter.update_joint_state(q, stamp_seconds(msg.header.stamp, self.now_s())):
+        finger = index.get("left_finger")
+        gripper_open = None if finger is None else bool(msg.position[finger] > self.finger_open_above)
+        now = self.now_s()
+        if not self.adapter.update_joint_state(q, stamp_seconds(msg.header.stamp, now), gripper_open=gripper_open, now=now):
             self.bad_states += 1
-            self.warnings.warn("state:invalid", f"/{self.robot_name}/joint_states: non-finite joint state ignored")
+            self.warnings.warn("state:invalid",
+                               f"/{self.robot_name}/joint_states ignored: {self.adapter.last_state_error}")
 
     def control_cycle(self, now: float) -> ControlOutput:
         out = self.adapter.step(now)

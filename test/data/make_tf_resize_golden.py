@@ -2,7 +2,9 @@
 
 Not a test and not imported by the tests: the tests only read the .npz it writes.
 """
-import numpy as np, tensorflow as tf
+import numpy as np
+import tensorflow as tf
+
 rs = np.random.RandomState(1234)
 out = {}
 specs = [("a", (60, 80), (32, 32)), ("b", (45, 70), (24, 24)), ("c", (20, 30), (40, 40))]
