@@ -33,18 +33,20 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv" || die "could not create a virtual environment (install python3.11-venv)"
 fi
 
-if ! stamp_ok requirements "$root/requirements.txt" "$root/constraints.txt"; then
+reqs=("$root/requirements.txt" "$root/requirements-ros-wheels.txt" "$root/constraints.txt")
+if ! stamp_ok requirements "${reqs[@]}"; then
   say "installing pinned requirements (first time: a few minutes)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" -c "$root/constraints.txt" \
-    || die "pip could not install requirements.txt"
-  stamp_set requirements "$root/requirements.txt" "$root/constraints.txt"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" \
+    -r "$root/requirements-ros-wheels.txt" -c "$root/constraints.txt" \
+    || die "pip could not install requirements.txt and requirements-ros-wheels.txt"
+  stamp_set requirements "${reqs[@]}"
 fi
 
 # Interface packages: the project's own and the stand-in for Interbotix's.
 build_interfaces() {
   local src=$1 name
   name=$(basename "$src")
-  local inputs=("$src/package.xml" "$src/CMakeLists.txt" "$root/tools/build_interfaces.sh" "$root/tools/cmake/wheel_python_include_fix.cmake" "$root/requirements.txt")
+  local inputs=("$src/package.xml" "$src/CMakeLists.txt" "$root/tools/build_interfaces.sh" "$root/tools/cmake/wheel_python_include_fix.cmake" "$root/requirements-ros-wheels.txt")
   mapfile -t -O ${#inputs[@]} inputs < <(find "$src/msg" "$src/srv" -type f 2>/dev/null | sort)
   if stamp_ok "$name" "${inputs[@]}"; then return; fi
   say "building $name with cmake"
