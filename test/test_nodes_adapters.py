@@ -326,9 +326,11 @@ def test_ur5_adapter_drives_the_fake_ur_controller(ros):
             items = list(preview.items)
         return [at for (at, m), (_, prev) in zip(items[1:], items[:-1]) if np.any(_xyz(m) != _xyz(prev))]
 
-    # the last step's servoL segment is speed-capped (0.25 m/s): it may take up to one more step
+    # Looser than for the Interbotix adapters: the last servoL segment is speed-capped, and on a loaded
+    # machine a gap in the 125 Hz state feed makes the adapter re-anchor its target to the measured TCP
+    # (a preview change without new motion), which was seen up to ~0.7 s after the chunk ran out.
     assert_holds_after_stop(ros, chunks, probe, target_changes, preview, _xyz, chunk_span=4 * 0.2, period=1 / 125,
-                            settle=0.2)
+                            settle=1.0)
     p_hold = _xyz(tcp.last())
     time.sleep(0.3)
     np.testing.assert_allclose(_xyz(tcp.last()), p_hold, atol=1e-4)
