@@ -10,6 +10,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
+from octo_ros.control.chunking import POLICY_SOURCE
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
 from octo_ros.perception.observation import ObservationWindow, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk, CameraWindow
@@ -102,6 +103,7 @@ class Chunk:
     model_id: str = ""
     task: str = ""
     inference_latency_s: float = 0.0
+    source: str = POLICY_SOURCE  # or TELEOP_SOURCE (octo_ros.control.chunking)
 
 
 def chunk_to_msg(chunk: Chunk) -> ActionChunk:
@@ -109,7 +111,7 @@ def chunk_to_msg(chunk: Chunk) -> ActionChunk:
     msg = ActionChunk(
         sequence=chunk.sequence, model_id=chunk.model_id, task=chunk.task, horizon=horizon, action_dim=dim,
         step_period=float(chunk.step_period_s), dimension_names=list(chunk.dimension_names),
-        inference_latency=float(chunk.inference_latency_s),
+        inference_latency=float(chunk.inference_latency_s), source=chunk.source,
     )
     msg.header.stamp = ns_to_stamp(chunk.stamp_ns)
     msg.actions = np.asarray(chunk.actions, dtype=np.float32).ravel().tolist()
@@ -135,5 +137,5 @@ def chunk_from_msg(msg: ActionChunk) -> Chunk:
         stamp_ns=stamp_to_ns(msg.header.stamp), sequence=int(msg.sequence), actions=actions.reshape(shape),
         normalized=normalized.reshape(shape), dimension_names=tuple(msg.dimension_names),
         step_period_s=float(msg.step_period), model_id=msg.model_id, task=msg.task,
-        inference_latency_s=float(msg.inference_latency),
+        inference_latency_s=float(msg.inference_latency), source=msg.source or POLICY_SOURCE,
     )

@@ -79,6 +79,7 @@ def test_chunks_have_shape_names_and_observation_stamps(ros, diffusion_checkpoin
         assert chunk.dimension_names == tuple(NAMES)
         assert chunk.task == "language: pick up the spoon"
         assert chunk.model_id.endswith("@0")
+        assert msg.source == chunk.source == "policy"
         assert chunk.step_period_s == 0.2 and chunk.inference_latency_s > 0
         assert np.all(np.isfinite(chunk.actions))
         # stamped with the observation time: a camera frame the test published

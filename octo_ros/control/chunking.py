@@ -32,6 +32,11 @@ import numpy as np
 # float rounding still selects the action that boundary belongs to.
 _INDEX_EPS = 1e-6
 
+#: ``ActionChunk.source``: who produced a chunk. An empty source (bags recorded before the
+#: field existed) is a policy's.
+POLICY_SOURCE = "policy"
+TELEOP_SOURCE = "teleop"
+
 
 class ExecutionMode(str, enum.Enum):
     RECEDING_HORIZON = "receding_horizon"
