@@ -121,10 +121,13 @@ def test_record_episode_from_live_topics(ros, tmp_path):
     assert [list(m.actions) for _, m in got["/action_chunk"]] == [pytest.approx(list(s.actions)) for s in sent["/action_chunk"]]
     assert [list(m.position) for _, m in got["/joint_states"]] == [list(s.position) for s in sent["/joint_states"]]
     assert [m.chunks_published for _, m in got["/policy/status"]] == list(range(8))
-    # the type hashes in the bag are the ones the publishers advertise on the graph
+    # the type hashes in the bag (metadata.yaml and, as rosbag2 writes them, the MCAP channels'
+    # topic_type_hash) are the ones the publishers advertise on the graph
+    with open(mcap_file_of(bag), "rb") as f:
+        channel_hashes = {c.topic: c.metadata.get("topic_type_hash") for c in make_reader(f).get_summary().channels.values()}
     for topic in ("/cam/image_raw", "/joint_states", "/action_chunk"):
         info = node.get_publishers_info_by_topic(topic)[0]
-        assert digests[topic] == str(info.topic_type_hash), topic
+        assert digests[topic] == channel_hashes[topic] == str(info.topic_type_hash), topic
 
     # reader 2: the mcap library on the .mcap file alone (definitions from the embedded schemas)
     mcap_msgs = {}

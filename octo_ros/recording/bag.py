@@ -2,7 +2,9 @@
 
 Layout of a bag written here (``<output_dir>/<robot>_<YYYYmmdd-HHMMSS>/``)::
 
-    <name>.mcap       MCAP, profile ros2, cdr messages, ros2msg schemas (definitions embedded)
+    <name>.mcap       MCAP as rosbag2's MCAP plugin writes it (see rosbag2_mcap.py): profile ros2,
+                      cdr messages, ros2msg schemas (definitions embedded), per-channel QoS and
+                      type hash, chunk and summary CRCs, the bag metadata with the ROS distro
     metadata.yaml     rosbag2 metadata, version 8 (offered_qos_profiles as a YAML string, the
                       form Humble's parser reads; Jazzy/Kilted read it too), written on stop
 
@@ -16,7 +18,7 @@ Episode metadata (the evidence a rollout needs) is stored twice, on purpose:
   ``octo_ros.episode`` holds the final JSON; ``octo_ros.<field>`` hold the main fields as
   flat strings for ``ros2 bag info``-style tools.
 
-Crash safety: rosbags' MCAP writer keeps the current chunk in memory until it exceeds 1 MiB.
+Crash safety: the MCAP writer keeps the current chunk in memory until it exceeds 1 MiB.
 :class:`EpisodeBagWriter` closes the chunk and flushes the file to the OS whenever the oldest
 unflushed message is ``flush_period`` old (default 0.5 s; the node also calls
 :meth:`EpisodeBagWriter.flush_if_due` from a timer), so a SIGKILL loses at most that much. A
@@ -37,12 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.rosbag2.errors import WriterError
 
+from octo_ros.recording.rosbag2_mcap import Rosbag2McapWriter
 from octo_ros.recording.types import RecordingTypes, UnknownMessageType, normalize_type, recording_types
 
-BAG_VERSION = 8
 METADATA_TOPIC = "/episode/metadata"
 METADATA_TYPE = "std_msgs/msg/String"
 CUSTOM_DATA_KEY = "octo_ros.episode"
@@ -188,21 +188,16 @@ class EpisodeBagWriter:
         self.start_ns = clock()
         self.counts: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
-        self._conns: dict[str, Any] = {}
+        self._msgtypes: dict[str, str] = {}  # topic -> type
         self._unflushed_since: float | None = None
         self._closed = False
         self._failure: str | None = None
-        self._writer = Writer(path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         try:
-            self._writer.open()
-        except (OSError, WriterError) as exc:
-            raise RecordingError(f"cannot create bag {path}: {exc}") from exc
-        storage = self._writer.storage
-        if not (hasattr(storage, "close_chunk") and hasattr(storage, "bio")):  # rosbags internals
-            self._writer.abort()
-            raise RecordingError("this rosbags version's MCAP writer cannot be flushed (need close_chunk/bio)")
-        self._file = storage.bio
-        self.mcap_path = Path(storage.path)
+            self._writer = Rosbag2McapWriter(path, library=info.software_version)
+        except OSError as exc:
+            raise RecordingError(f"cannot create bag {path}: {exc.strerror or exc}") from exc
+        self._file = self._writer.file
+        self.mcap_path = self._writer.mcap_path
         try:
             self._add(TopicSpec(METADATA_TOPIC, METADATA_TYPE, "latched"))
             for spec in topics:
@@ -221,11 +216,10 @@ class EpisodeBagWriter:
             msgdef, rihs01 = self.types.describe(msgtype)
         except UnknownMessageType as exc:
             raise RecordingError(str(exc)) from exc
-        if spec.topic in self._conns:
+        if spec.topic in self._msgtypes:
             return
-        self._conns[spec.topic] = self._writer.add_connection(
-            spec.topic, msgtype, msgdef=msgdef, rihs01=rihs01, offered_qos_profiles=qos_for(spec.qos)
-        )
+        self._writer.add_connection(spec.topic, msgtype, msgdef, rihs01, qos_for(spec.qos))
+        self._msgtypes[spec.topic] = msgtype
         self.counts[spec.topic] = 0
 
     def add_topic(self, spec: TopicSpec) -> None:
@@ -241,17 +235,16 @@ class EpisodeBagWriter:
 
     @property
     def topics(self) -> list[str]:
-        return list(self._conns)
+        return list(self._msgtypes)
 
     # ----------------------------------------------------------------- writing
 
     def write(self, topic: str, timestamp_ns: int, data: bytes | memoryview) -> None:
         if self._closed:
             raise RecordingError(f"episode {self.path.name} is already stopped")
-        conn = self._conns.get(topic)
-        if conn is None:
+        if topic not in self._msgtypes:
             raise RecordingError(f"topic {topic} is not recorded in this episode")
-        self._writer.write(conn, int(timestamp_ns), bytes(data))
+        self._writer.write(topic, int(timestamp_ns), bytes(data))
         self.counts[topic] += 1
         if self._unflushed_since is None:
             self._unflushed_since = time.monotonic()
@@ -259,7 +252,7 @@ class EpisodeBagWriter:
 
     def write_message(self, topic: str, timestamp_ns: int, msg) -> None:
         """Serialize a rosbags message object for ``topic`` and write it."""
-        self.write(topic, timestamp_ns, self.types.serialize(msg, self._conns[topic].msgtype))
+        self.write(topic, timestamp_ns, self.types.serialize(msg, self._msgtypes[topic]))
 
     def _write_metadata_message(self, phase: str) -> None:
         payload = {"phase": phase, "bag": self.path.name, "start_time_ns": self.start_ns, **self.info.to_json_dict()}
@@ -279,11 +272,8 @@ class EpisodeBagWriter:
         if self._closed:
             return
         self._check_still_there()
-        storage = self._writer.storage
         try:
-            if storage.chunk.bio.tell():
-                storage.close_chunk()
-            self._file.flush()
+            self._writer.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
         except OSError as exc:
@@ -316,11 +306,9 @@ class EpisodeBagWriter:
         try:
             self._write_metadata_message("stop")
             self.flush()
-            custom = custom_data_for(self.info, self.path.name, self.start_ns, self.counts)
-            for key, value in custom.items():
-                self._writer.set_custom_data(key, value)
+            self._writer.custom_data = custom_data_for(self.info, self.path.name, self.start_ns, self.counts)
             self._writer.close()
-        except (OSError, RecordingError, WriterError) as exc:
+        except (OSError, RecordingError) as exc:
             self._closed = True
             reason = str(exc) if isinstance(exc, RecordingError) else _describe_os_error(exc, self.path)
             salvaged = self._salvage(reason)
@@ -330,12 +318,10 @@ class EpisodeBagWriter:
 
     def _salvage(self, reason: str) -> str:
         """After a failed stop: keep what can be kept and say where it is."""
-        storage = self._writer.storage
-        self._writer.storage = None
         fd_path = None
         try:
-            if storage is not None and not storage.bio.closed:
-                fd_path = f"/proc/self/fd/{storage.bio.fileno()}"
+            if not self._file.closed:
+                fd_path = f"/proc/self/fd/{self._file.fileno()}"
         except (OSError, ValueError):
             fd_path = None
         if "directory gone" in reason and fd_path:
@@ -354,11 +340,10 @@ class EpisodeBagWriter:
             )
         else:
             result = "; nothing of the episode is on disk"
-        if storage is not None:
-            try:
-                storage.bio.close()
-            except OSError:
-                pass
+        try:
+            self._writer.abort()
+        except OSError:
+            pass
         return result
 
     def abort(self) -> None:
@@ -372,10 +357,7 @@ class EpisodeBagWriter:
 
     def flush_file_quietly(self) -> None:
         try:
-            storage = self._writer.storage
-            if storage is not None and storage.chunk.bio.tell():
-                storage.close_chunk()
-            self._file.flush()
+            self._writer.flush()
         except (OSError, ValueError):
             pass
 
@@ -450,7 +432,7 @@ def repair_bag(bag: str | Path, *, keep_original: bool = False) -> RepairReport:
     """Rebuild a bag whose writer died: every complete record is kept, the torn tail dropped.
 
     Reads the MCAP with the ``mcap`` library's stream reader (which needs no summary), writes a
-    new bag with rosbags (same topics, types, definitions, QoS, timestamps and CDR bytes), sets
+    new bag (same topics, types, definitions, QoS, type hashes, timestamps and CDR bytes), sets
     the outcome to ``incomplete`` unless a stop record made it, and swaps it in place.
     """
     from mcap.records import Channel, Message, Schema
@@ -487,35 +469,31 @@ def repair_bag(bag: str | Path, *, keep_original: bool = False) -> RepairReport:
         shutil.rmtree(tmp_parent)
     tmp_parent.mkdir()
     out = tmp_parent / bag.name
-    writer = Writer(out, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    conns = {}
-    from rosbags.rosbag2.metadata import parse_qos
-
+    writer = Rosbag2McapWriter(out, library=software_version())
+    topics = {}
     for cid, ch in sorted(channels.items()):
         schema = schemas.get(ch.schema_id)
         if schema is None:
             continue
-        msgdef = schema.data.decode()
-        try:
-            _, rihs01 = types.describe(schema.name)
-        except UnknownMessageType:
-            rihs01 = "RIHS01_" + "0" * 64  # the definition travels in the bag; hash unknown here
-        qos_text = (ch.metadata or {}).get("offered_qos_profiles", "")
-        qos = parse_qos(qos_text) if qos_text else []
-        conns[cid] = writer.add_connection(
-            ch.topic, schema.name, msgdef=msgdef, rihs01=rihs01, offered_qos_profiles=qos,
-            serialization_format=ch.message_encoding,
-        )
+        rihs01 = (ch.metadata or {}).get("topic_type_hash", "")
+        if not rihs01:
+            try:
+                _, rihs01 = types.describe(schema.name)
+            except UnknownMessageType:
+                rihs01 = "RIHS01_" + "0" * 64  # the definition travels in the bag; hash unknown here
+        writer.add_connection(ch.topic, schema.name, schema.data.decode(), rihs01,
+                              (ch.metadata or {}).get("offered_qos_profiles", ""),
+                              schema_encoding=schema.encoding, message_encoding=ch.message_encoding)
+        topics[cid] = ch.topic
     counts: dict[str, int] = {}
     last_meta = None
     for m in messages:
-        conn = conns.get(m.channel_id)
-        if conn is None:
+        topic = topics.get(m.channel_id)
+        if topic is None:
             continue
-        writer.write(conn, m.log_time, m.data)
-        counts[conn.topic] = counts.get(conn.topic, 0) + 1
-        if conn.topic == METADATA_TOPIC:
+        writer.write(topic, m.log_time, m.data)
+        counts[topic] = counts.get(topic, 0) + 1
+        if topic == METADATA_TOPIC:
             last_meta = m.data
     doc: dict[str, Any] = {}
     if last_meta is not None:
@@ -528,8 +506,7 @@ def repair_bag(bag: str | Path, *, keep_original: bool = False) -> RepairReport:
     for key in FLAT_KEYS:
         value = doc.get(key)
         custom[f"octo_ros.{key}"] = "" if value is None else str(value)
-    for k, v in custom.items():
-        writer.set_custom_data(k, v)
+    writer.custom_data = custom
     writer.close()
 
     if keep_original:

@@ -98,7 +98,7 @@ def _ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def _deserialize(reader, raw: bytes, msgtype: str):
+def deserialize(reader, raw: bytes, msgtype: str):
     """AnyReader's deserialize, tolerating trailing bytes after a complete message (rclpy's
     ``serialize_message`` on Kilted leaves up to 8 such bytes after trailing double sequences;
     rosbags rejects more than 3)."""
@@ -126,7 +126,7 @@ def load_episode(bag: str | Path) -> Episode:
         for conn in reader.connections:
             types[conn.topic] = conn.msgtype
         for conn, t_ns, raw in reader.messages():
-            by_topic.setdefault(conn.topic, []).append((t_ns, _deserialize(reader, raw, conn.msgtype)))
+            by_topic.setdefault(conn.topic, []).append((t_ns, deserialize(reader, raw, conn.msgtype)))
         start_ns, end_ns = reader.start_time, reader.end_time
 
     metadata: dict[str, Any] = {}
