@@ -58,6 +58,7 @@ from octo_ros.perception.image_codec import (
 __all__ = [
     "CameraInputConfig",
     "JointStateSourceConfig",
+    "ProprioLayout",
     "ObservationConfig",
     "ObservationBuffer",
     "ObservationWindow",
@@ -141,6 +142,185 @@ class JointStateSourceConfig:
 
 
 @dataclass(frozen=True)
+class ProprioLayout:
+    """How joint states become the proprio vector (the buffer's rules; the export of recorded
+    episodes uses them too): ``joint_names`` (prefixed) from ``sources`` (a source's joint names
+    become ``prefix + name``), the joints in ``normalization`` ({joint: (close, open)}) mapped
+    to ``(x - close) / (open - close)``. Every joint must start with the prefix of at least one
+    source and every source's prefix must match at least one joint (when there are joints).
+
+    The map form (:meth:`from_dict` / :meth:`to_dict`) is the ``joint_state`` and
+    ``proprio_normalization`` part of :meth:`ObservationConfig.from_dict`.
+    """
+
+    joint_names: Tuple[str, ...] = ()
+    sources: Tuple[JointStateSourceConfig, ...] = (JointStateSourceConfig(),)
+    normalization: Mapping[str, Tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "joint_names", tuple(str(j) for j in self.joint_names))
+        sources = tuple(s if isinstance(s, JointStateSourceConfig) else JointStateSourceConfig(**dict(s))
+                        for s in self.sources)
+        object.__setattr__(self, "sources", sources)
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"duplicate joint names {list(self.joint_names)}")
+        topics = [s.topic for s in sources]
+        if not sources:
+            raise ValueError("no joint_state source")
+        if any(not t for t in topics):
+            raise ValueError(f"empty joint_state topic in {topics}")
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"duplicate joint_state topics {topics}")
+        if self.joint_names:
+            prefixes = [s.prefix for s in sources]
+            orphans = [j for j in self.joint_names if not any(j.startswith(p) and len(j) > len(p) for p in prefixes)]
+            if orphans:
+                raise ValueError(f"proprio joints {orphans} match no joint_state source prefix "
+                                 f"{dict(zip(topics, prefixes))}")
+            for s in sources:
+                if not any(j.startswith(s.prefix) and len(j) > len(s.prefix) for j in self.joint_names):
+                    raise ValueError(f"joint_state source {s.topic} (prefix {s.prefix!r}) provides "
+                                     f"none of the proprio joints {list(self.joint_names)}")
+        norm: Dict[str, Tuple[float, float]] = {}
+        for joint, pair in dict(self.normalization or {}).items():
+            joint = str(joint)
+            if joint not in self.joint_names:
+                raise ValueError(f"proprio_normalization names {joint!r}, which is not a proprio "
+                                 f"joint {list(self.joint_names)}")
+            try:
+                close, open_ = (float(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ValueError(f"proprio_normalization.{joint} must be [close, open] "
+                                 f"(the values that map to 0 and 1), got {pair!r}") from None
+            if not (math.isfinite(close) and math.isfinite(open_)) or close == open_:
+                raise ValueError(f"proprio_normalization.{joint} = [{close}, {open_}]: "
+                                 "close and open must be finite and differ")
+            norm[joint] = (close, open_)
+        object.__setattr__(self, "normalization", norm)
+        # Per source: the proprio joints only it can provide (by prefix); a message of that source
+        # must carry them all. (Joints several prefixes match may come from any of those sources.)
+        index = {n: i for i, n in enumerate(self.joint_names)}
+        matches = {s.topic: {j for j in self.joint_names if j.startswith(s.prefix) and len(j) > len(s.prefix)}
+                   for s in sources}
+        required = {}
+        for topic, mine in matches.items():
+            others = set().union(*(m for t, m in matches.items() if t != topic))
+            required[topic] = np.array([j in mine and j not in others for j in self.joint_names], bool)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_required", required)
+        object.__setattr__(self, "_norm_index", np.array([index[j] for j in norm], np.intp))
+        object.__setattr__(self, "_norm_close", np.array([c for c, _ in norm.values()], np.float64))
+        object.__setattr__(self, "_norm_span", np.array([o - c for c, o in norm.values()], np.float64))
+
+    def source(self, topic: str) -> Optional[JointStateSourceConfig]:
+        return next((s for s in self.sources if s.topic == topic), None)
+
+    def parse(self, topic: str, names: Sequence[str], positions: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+        """One joint state of source ``topic`` → (values in ``joint_names`` order (float64),
+        which of them it carried). Raises JointStateError (missing joints of this source, none of
+        the joints, length mismatch, non-finite position)."""
+        src = self.source(topic)
+        if src is None:
+            raise UnknownInputError(f"unknown joint_state topic {topic!r} (configured: {[s.topic for s in self.sources]})")
+        names = list(names)
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if len(names) != pos.size:
+            raise JointStateError(f"{len(names)} names but {pos.size} positions")
+        n_joints = len(self.joint_names)
+        vec = np.zeros(n_joints, np.float64)
+        found = np.zeros(n_joints, bool)
+        for n, p in zip(names, pos):
+            i = self._index.get(src.prefix + str(n))
+            if i is not None:
+                vec[i] = p
+                found[i] = True
+        missing = self._required[src.topic] & ~found
+        if missing.any():
+            missing_names = [n for n, m in zip(self.joint_names, missing) if m]
+            prefix = f"prefix {src.prefix!r}; " if src.prefix else ""
+            raise JointStateError(f"missing joints {missing_names} ({prefix}message has {names})")
+        if n_joints and not found.any():
+            raise JointStateError(f"none of the proprio joints {list(self.joint_names)} "
+                                  f"(prefix {src.prefix!r}; message has {names})")
+        if not np.all(np.isfinite(vec[found])):
+            bad = [n for n, v, f in zip(self.joint_names, vec, found) if f and not np.isfinite(v)]
+            raise JointStateError(f"non-finite positions for joints {bad}")
+        return vec, found
+
+    def merge(self, states: Sequence[Tuple[np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, List[str]]:
+        """Parsed states, one per source in ``sources`` order → (proprio float32, normalized; the
+        joints none of them carried). A joint comes from the first source carrying it."""
+        values = np.zeros(len(self.joint_names), np.float64)
+        filled = np.zeros(len(self.joint_names), bool)
+        for vec, found in states:
+            take = found & ~filled
+            values[take] = vec[take]
+            filled |= take
+        missing = [n for n, f in zip(self.joint_names, filled) if not f]
+        if self._norm_index.size:
+            values[self._norm_index] = (values[self._norm_index] - self._norm_close) / self._norm_span
+        return values.astype(np.float32), missing
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"joint_state": {"sources": [{"topic": s.topic, "prefix": s.prefix} for s in self.sources],
+                                "joints": list(self.joint_names)},
+                "proprio_normalization": {j: list(v) for j, v in self.normalization.items()}}
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> "ProprioLayout":
+        """From the observation buffer node's parameters as a parameter file holds them:
+        ``joint_state_topic`` (default ``joint_states``) or ``joint_state_topics`` with
+        ``joint_state_prefixes``, ``proprio_joints``, ``proprio_normalization`` ({joint: [close,
+        open]}, nested or as ``proprio_normalization.<joint>`` keys)."""
+        topics = [str(t) for t in params.get("joint_state_topics") or () if t]
+        prefixes = [str(p) for p in params.get("joint_state_prefixes") or ()]
+        single = str(params.get("joint_state_topic") or "")
+        if not topics:
+            if len(prefixes) > 1:
+                raise ValueError(f"joint_state_prefixes {prefixes}: one prefix for joint_state_topic {single}")
+            sources = [JointStateSourceConfig(single or "joint_states", prefixes[0] if prefixes else "")]
+        else:
+            if single:
+                raise ValueError(f"set joint_state_topic ({single}) or joint_state_topics ({topics}), not both")
+            prefixes = prefixes if prefixes not in ([""], []) else [""] * len(topics)
+            if len(prefixes) != len(topics):
+                raise ValueError(f"joint_state_prefixes {prefixes} must match joint_state_topics {topics} one to one")
+            sources = [JointStateSourceConfig(t, p) for t, p in zip(topics, prefixes)]
+        norm = dict(params.get("proprio_normalization") or {})
+        norm.update({k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("proprio_normalization.")})
+        joints = tuple(str(j) for j in params.get("proprio_joints") or () if j)
+        return cls(joints, tuple(sources), norm)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProprioLayout":
+        """From ``{joint_state: {topic, prefix} | {sources: [...]}, joints: [...]}, proprio_normalization: {...}}``."""
+        d = dict(d)
+        js = dict(d.pop("joint_state", None) or {})
+        sources_raw = js.pop("sources", None)
+        if sources_raw is not None:
+            if "topic" in js or "prefix" in js:
+                raise ValueError("joint_state takes 'topic' (one source) or 'sources', not both")
+            sources = []
+            for spec in sources_raw:
+                spec = dict(spec or {})
+                topic, prefix = str(spec.pop("topic", "")), str(spec.pop("prefix", ""))
+                if spec:
+                    raise ValueError(f"unknown keys for joint_state source {topic}: {sorted(spec)}")
+                sources.append(JointStateSourceConfig(topic, prefix))
+            if not sources:
+                raise ValueError("joint_state.sources is empty")
+        else:
+            sources = [JointStateSourceConfig(str(js.pop("topic", "/joint_states")), str(js.pop("prefix", "")))]
+        joints = tuple(str(j) for j in js.pop("joints", ()))
+        if js:
+            raise ValueError(f"unknown keys in joint_state: {sorted(js)}")
+        norm = dict(d.pop("proprio_normalization", None) or {})
+        if d:
+            raise ValueError(f"unknown keys {sorted(d)}")
+        return cls(joints, tuple(sources), norm)
+
+
+@dataclass(frozen=True)
 class ObservationConfig:
     """Configuration of :class:`ObservationBuffer` (times in integer nanoseconds).
 
@@ -202,8 +382,6 @@ class ObservationConfig:
                 raise ValueError(f"ObservationConfig: input name {c.input_name!r} must start with 'image_'")
             if c.height <= 0 or c.width <= 0:
                 raise ValueError(f"ObservationConfig: {c.input_name} resolution must be positive")
-        if len(set(self.joint_names)) != len(self.joint_names):
-            raise ValueError(f"ObservationConfig: duplicate joint names {list(self.joint_names)}")
         if self.window_size < 1:
             raise ValueError("ObservationConfig: window_size must be >= 1")
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -213,50 +391,18 @@ class ObservationConfig:
                 raise ValueError(f"ObservationConfig: {name} must be >= 0")
         if self.image_queue_size < 1 or self.joint_queue_size < 1:
             raise ValueError("ObservationConfig: queue sizes must be >= 1")
-        self._init_joint_sources()
-        self._init_normalization()
+        sources = tuple(self.joint_state_sources) or (JointStateSourceConfig(str(self.joint_state_topic), ""),)
+        try:
+            layout = ProprioLayout(self.joint_names, sources, self.proprio_normalization)
+        except ValueError as err:
+            raise ValueError(f"ObservationConfig: {err}") from None
+        object.__setattr__(self, "joint_state_sources", layout.sources)
+        object.__setattr__(self, "joint_state_topic", layout.sources[0].topic)
+        object.__setattr__(self, "proprio_normalization", layout.normalization)
 
-    def _init_joint_sources(self) -> None:
-        sources = tuple(s if isinstance(s, JointStateSourceConfig) else JointStateSourceConfig(**dict(s))
-                        for s in self.joint_state_sources)
-        if not sources:
-            sources = (JointStateSourceConfig(str(self.joint_state_topic), ""),)
-        object.__setattr__(self, "joint_state_sources", sources)
-        object.__setattr__(self, "joint_state_topic", sources[0].topic)
-        topics = [s.topic for s in sources]
-        if any(not t for t in topics):
-            raise ValueError(f"ObservationConfig: empty joint_state topic in {topics}")
-        if len(set(topics)) != len(topics):
-            raise ValueError(f"ObservationConfig: duplicate joint_state topics {topics}")
-        if not self.joint_names:
-            return
-        prefixes = [s.prefix for s in sources]
-        orphans = [j for j in self.joint_names if not any(j.startswith(p) and len(j) > len(p) for p in prefixes)]
-        if orphans:
-            raise ValueError(f"ObservationConfig: proprio joints {orphans} match no joint_state source prefix "
-                             f"{dict(zip(topics, prefixes))}")
-        for s in sources:
-            if not any(j.startswith(s.prefix) and len(j) > len(s.prefix) for j in self.joint_names):
-                raise ValueError(f"ObservationConfig: joint_state source {s.topic} (prefix {s.prefix!r}) provides "
-                                 f"none of the proprio joints {list(self.joint_names)}")
-
-    def _init_normalization(self) -> None:
-        norm: Dict[str, Tuple[float, float]] = {}
-        for joint, pair in dict(self.proprio_normalization or {}).items():
-            joint = str(joint)
-            if joint not in self.joint_names:
-                raise ValueError(f"ObservationConfig: proprio_normalization names {joint!r}, which is not a proprio "
-                                 f"joint {list(self.joint_names)}")
-            try:
-                close, open_ = (float(v) for v in pair)
-            except (TypeError, ValueError):
-                raise ValueError(f"ObservationConfig: proprio_normalization.{joint} must be [close, open] "
-                                 f"(the values that map to 0 and 1), got {pair!r}") from None
-            if not (math.isfinite(close) and math.isfinite(open_)) or close == open_:
-                raise ValueError(f"ObservationConfig: proprio_normalization.{joint} = [{close}, {open_}]: "
-                                 "close and open must be finite and differ")
-            norm[joint] = (close, open_)
-        object.__setattr__(self, "proprio_normalization", norm)
+    @property
+    def proprio_layout(self) -> ProprioLayout:
+        return ProprioLayout(self.joint_names, self.joint_state_sources, self.proprio_normalization)
 
     @property
     def period_ns(self) -> int:
@@ -301,31 +447,17 @@ class ObservationConfig:
             if spec:
                 raise ValueError(f"ObservationConfig: unknown keys for camera {name}: {sorted(spec)}")
             cams.append(CameraInputConfig(name, topic, h, w, crop))
-        js = dict(d.pop("joint_state", None) or {})
-        sources_raw = js.pop("sources", None)
-        if sources_raw is not None:
-            if "topic" in js or "prefix" in js:
-                raise ValueError("ObservationConfig: joint_state takes 'topic' (one source) or 'sources', not both")
-            sources = []
-            for spec in sources_raw:
-                spec = dict(spec or {})
-                topic, prefix = str(spec.pop("topic", "")), str(spec.pop("prefix", ""))
-                if spec:
-                    raise ValueError(f"ObservationConfig: unknown keys for joint_state source {topic}: {sorted(spec)}")
-                sources.append(JointStateSourceConfig(topic, prefix))
-            if not sources:
-                raise ValueError("ObservationConfig: joint_state.sources is empty")
-        else:
-            sources = [JointStateSourceConfig(str(js.pop("topic", "/joint_states")), str(js.pop("prefix", "")))]
+        try:
+            layout = ProprioLayout.from_dict({k: d.pop(k) for k in ("joint_state", "proprio_normalization") if k in d})
+        except ValueError as err:
+            raise ValueError(f"ObservationConfig: {err}") from None
         kwargs: Dict[str, Any] = {
             "cameras": tuple(cams),
-            "joint_names": tuple(str(j) for j in js.pop("joints", ())),
-            "joint_state_topic": sources[0].topic,
-            "joint_state_sources": tuple(sources),
-            "proprio_normalization": dict(d.pop("proprio_normalization", None) or {}),
+            "joint_names": layout.joint_names,
+            "joint_state_topic": layout.sources[0].topic,
+            "joint_state_sources": layout.sources,
+            "proprio_normalization": layout.normalization,
         }
-        if js:
-            raise ValueError(f"ObservationConfig: unknown keys in joint_state: {sorted(js)}")
         seconds = {
             "slop_s": "slop_ns",
             "max_image_age_s": "max_image_age_ns",
@@ -462,20 +594,8 @@ class ObservationBuffer:
 
     def __init__(self, config: ObservationConfig):
         self.config = config
-        self._joint_index = {n: i for i, n in enumerate(config.joint_names)}
+        self._layout = config.proprio_layout
         self._sources = {s.topic: s for s in config.joint_state_sources}
-        # Per source: the proprio joints only it can provide (by prefix); a message of that source
-        # must carry them all. (Joints several prefixes match may come from any of those sources.)
-        matches = {s.topic: {j for j in config.joint_names if j.startswith(s.prefix) and len(j) > len(s.prefix)}
-                   for s in config.joint_state_sources}
-        self._required: Dict[str, np.ndarray] = {}
-        for topic, mine in matches.items():
-            others = set().union(*(m for t, m in matches.items() if t != topic))
-            self._required[topic] = np.array([j in mine and j not in others for j in config.joint_names], bool)
-        norm = config.proprio_normalization
-        self._norm_index = np.array([self._joint_index[j] for j in norm], np.intp)
-        self._norm_close = np.array([c for c, _ in norm.values()], np.float64)
-        self._norm_span = np.array([o - c for c, o in norm.values()], np.float64)
         self.drop_counts: Dict[str, int] = {}
         self.reset()
 
@@ -578,30 +698,8 @@ class ObservationBuffer:
         src = self._source(topic)
         label = src.label
         stamp_ns = int(stamp_ns)
-        n_joints = len(self.config.joint_names)
         try:
-            names = list(names)
-            pos = np.asarray(positions, dtype=np.float64).reshape(-1)
-            if len(names) != pos.size:
-                raise JointStateError(f"{len(names)} names but {pos.size} positions")
-            vec = np.zeros(n_joints, np.float64)
-            found = np.zeros(n_joints, bool)
-            for n, p in zip(names, pos):
-                i = self._joint_index.get(src.prefix + str(n))
-                if i is not None:
-                    vec[i] = p
-                    found[i] = True
-            missing = self._required[src.topic] & ~found
-            if missing.any():
-                missing_names = [n for n, m in zip(self.config.joint_names, missing) if m]
-                prefix = f"prefix {src.prefix!r}; " if src.prefix else ""
-                raise JointStateError(f"missing joints {missing_names} ({prefix}message has {names})")
-            if n_joints and not found.any():
-                raise JointStateError(f"none of the proprio joints {list(self.config.joint_names)} "
-                                      f"(prefix {src.prefix!r}; message has {names})")
-            if not np.all(np.isfinite(vec[found])):
-                bad = [n for n, v, f in zip(self.config.joint_names, vec, found) if f and not np.isfinite(v)]
-                raise JointStateError(f"non-finite positions for joints {bad}")
+            vec, found = self._layout.parse(src.topic, names, positions)
             self._check_order(f"joint_state:{src.topic}", stamp_ns, label)
         except PerceptionInputError as err:
             raise self._reject(err, label) from None
@@ -669,8 +767,7 @@ class ObservationBuffer:
         """Each source's state at or before ``step_stamp`` (within the lag), merged in
         ``joint_names`` order (a joint from the first source carrying it), normalized."""
         cfg = self.config
-        values = np.zeros(len(cfg.joint_names), np.float64)
-        filled = np.zeros(len(cfg.joint_names), bool)
+        states = []
         stamps: Dict[str, int] = {}
         for src in cfg.joint_state_sources:
             js = self._joint_at_or_before(src.topic, step_stamp)
@@ -684,18 +781,14 @@ class ObservationBuffer:
                 return self._stale(
                     f"joint state at or before image time is {_fmt_ms(lag)} older than the image "
                     f"(limit {_fmt_ms(cfg.max_joint_lag_ns)}) on {src.label}", src.label)
-            take = found & ~filled
-            values[take] = vec[take]
-            filled |= take
+            states.append((vec, found))
             stamps[src.topic] = stamp
-        if not filled.all():
-            missing = [n for n, f in zip(cfg.joint_names, filled) if not f]
+        values, missing = self._layout.merge(states)
+        if missing:
             return ObservationStatus(
                 StatusKind.WAITING, f"joints {missing} are in no joint state at or before image time {step_stamp} "
                 f"(sources: {list(self._sources)})")
-        if self._norm_index.size:
-            values[self._norm_index] = (values[self._norm_index] - self._norm_close) / self._norm_span
-        return values.astype(np.float32), stamps
+        return values, stamps
 
     def assemble(self, now_ns: int) -> AssembleResult:
         """Try to add one step at time ``now_ns`` and return the window, or a status.

@@ -114,6 +114,9 @@ class EpisodeInfo:
     gripper_convention: str = ""
     seed: int | None = None
     goal_image_topic: str = ""
+    # the observation buffer's ProprioLayout.to_dict(): how the model's proprio is built from the
+    # recorded joint states (the export's observation.state)
+    proprio_layout: dict[str, Any] = field(default_factory=dict)
     software_version: str = field(default_factory=software_version)
     metadata: dict[str, str] = field(default_factory=dict)  # free-form, from StartEpisode
     # filled in on stop

@@ -81,10 +81,12 @@ def resample(ep: Episode, fps: float | None = None) -> Steps:
         raise ExportError(f"{ep.bag}: no camera topic (sensor_msgs/Image or CompressedImage)")
     if ep.chunks is None or len(ep.chunks.times) == 0:
         raise ExportError(f"{ep.bag}: no octo_ros_msgs/ActionChunk messages: nothing to use as the action")
+    if ep.joint_topics and (ep.state_times is None or not len(ep.state_times)):
+        raise ExportError(f"{ep.bag}: no robot state from the joint states ({ep.state_origin})")
     rate = control_rate(ep, fps)
     firsts = [int(c.times[0]) for c in ep.cameras if len(c.times)] + [int(ep.chunks.times[0])]
-    if ep.joint_times is not None and len(ep.joint_times):
-        firsts.append(int(ep.joint_times[0]))
+    if ep.state_times is not None and len(ep.state_times):
+        firsts.append(int(ep.state_times[0]))
     if len(firsts) < len(ep.cameras) + 1:
         raise ExportError(f"{ep.bag}: a camera has no frame")
     t0 = max(firsts)
@@ -102,7 +104,7 @@ def resample(ep: Episode, fps: float | None = None) -> Steps:
         actions.append(a)
         chunk_idx.append(i)
     state = None
-    if ep.joint_times is not None and len(ep.joint_times):
+    if ep.state_times is not None and len(ep.state_times):
         state = np.stack([ep.state_at(int(t)) for t in times]).astype(np.float32)
     return Steps(times, images, state, np.stack(actions).astype(np.float32), np.array(chunk_idx), ep.instruction, rate)
 
@@ -371,7 +373,7 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
 
     features = {}
     if state_dim is not None:
-        features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": eps[0].joint_names or None}
+        features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": eps[0].state_names or None}
     features["action"] = {"dtype": "float32", "shape": [action_dim], "names": action_names or None}
     for k in cam_keys:
         h, w = sizes[k]
@@ -436,7 +438,7 @@ def export_rlds_npz(bags: Iterable[str | Path], out: str | Path, *, fps: float |
         "format": "octo_ros rlds-npz 1", "fps": steps[0].fps, "episodes": [f.name for f in files],
         "steps_fields": {k: v for k, v in features.items() if not k.startswith("episode_metadata/")},
         "episode_metadata_fields": {k: v for k, v in features.items() if k.startswith("episode_metadata/")},
-        "action_names": eps[0].chunks.dimension_names, "state_names": eps[0].joint_names,
+        "action_names": eps[0].chunks.dimension_names, "state_names": eps[0].state_names,
     }, indent=2))
     (out / "dataset_statistics.json").write_text(json.dumps(octo_statistics(steps, eps[0].chunks.dimension_names), indent=2))
     return files

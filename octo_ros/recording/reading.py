@@ -2,9 +2,17 @@
 rosbags' AnyReader decodes with the definitions embedded in the bag.
 
 Streams are found by type: every ``sensor_msgs/Image``/``CompressedImage`` topic is a camera
-(except ``*goal_image``, the goal), the first ``JointState`` topic is the robot state,
-``ActionChunk`` the policy output, ``PolicyStatus`` the status, ``DiagnosticArray`` the
-diagnostics (safety clamps are the statuses with a key or message containing "clamp").
+(except ``*goal_image``, the goal), ``ActionChunk`` the policy output, ``PolicyStatus`` the
+status, ``DiagnosticArray`` the diagnostics (safety clamps are the statuses with a key or
+message containing "clamp").
+
+The robot state is the model's proprio, built from the ``JointState`` topics by the observation
+buffer's rules (:class:`~octo_ros.perception.observation.ProprioLayout`: sources with prefixes,
+joint order, gripper normalization). The layout is the one the episode recorded
+(``proprio_layout`` in the episode metadata), else the observation buffer's in
+``config/<robot>.yaml`` (bags recorded before the recorder stored it; a simulation overlay's
+normalization is not known then). A layout without proprio joints (WidowX, UR5: the model
+takes no proprio) or no layout: the raw positions of the one ``JointState`` topic.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from octo_ros.perception.observation import JointStateError, ProprioLayout
 from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -74,9 +83,11 @@ class Episode:
     end_ns: int
     cameras: list[CameraStream]
     goal_image: np.ndarray | None
-    joint_times: np.ndarray | None
-    joint_names: list[str]
-    joint_positions: np.ndarray | None  # (N, J)
+    state_times: np.ndarray | None  # receive time of each state (a joint state completed it)
+    state_names: list[str]
+    states: np.ndarray | None  # (N, D) float32: the proprio (or raw joint positions, see state_origin)
+    state_origin: str  # where the layout came from, or why there is no state
+    joint_topics: list[str]  # the recorded JointState topics
     chunks: Chunks | None
     status_times: np.ndarray
     status_state: np.ndarray
@@ -88,10 +99,10 @@ class Episode:
         return self.metadata.get("instruction") or (self.instructions[0][1] if self.instructions else "")
 
     def state_at(self, t_ns: int) -> np.ndarray | None:
-        if self.joint_times is None:
+        if self.state_times is None:
             return None
-        i = int(np.searchsorted(self.joint_times, t_ns, side="right")) - 1
-        return None if i < 0 else self.joint_positions[i]
+        i = int(np.searchsorted(self.state_times, t_ns, side="right")) - 1
+        return None if i < 0 else self.states[i]
 
 
 def _ns(stamp) -> int:
@@ -151,17 +162,8 @@ def load_episode(bag: str | Path) -> Episode:
             continue
         cameras.append(CameraStream(topic, np.array([t for t, _ in msgs], dtype=np.int64), [m for _, m in msgs]))
 
-    joint_topic = next((t for t in sorted(by_topic, key=lambda t: (not t.endswith("joint_states"), t))
-                        if types[t] == "sensor_msgs/msg/JointState"), None)
-    joint_times = joint_pos = None
-    joint_names: list[str] = []
-    if joint_topic:
-        msgs = by_topic[joint_topic]
-        joint_names = list(msgs[0][1].name)
-        width = len(msgs[0][1].position)
-        rows = [(t, np.asarray(m.position, dtype=np.float64)) for t, m in msgs if len(m.position) == width]
-        joint_times = np.array([t for t, _ in rows], dtype=np.int64)
-        joint_pos = np.stack([p for _, p in rows]) if rows else np.zeros((0, width))
+    joint_topics = {t: by_topic.get(t, []) for t in sorted(types) if types[t] == "sensor_msgs/msg/JointState"}
+    state_times, state_names, states, state_origin = robot_state(joint_topics, metadata)
 
     chunks = None
     chunk_topic = next((t for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk"), None)
@@ -192,11 +194,76 @@ def load_episode(bag: str | Path) -> Episode:
                     for t, m in by_topic[topic]]
     return Episode(
         bag=bag, metadata=metadata, start_ns=start_ns, end_ns=end_ns, cameras=cameras, goal_image=goal,
-        joint_times=joint_times, joint_names=joint_names, joint_positions=joint_pos, chunks=chunks,
+        state_times=state_times, state_names=state_names, states=states, state_origin=state_origin,
+        joint_topics=list(joint_topics), chunks=chunks,
         status_times=np.array([t for t, _ in status], dtype=np.int64),
         status_state=np.array([m.state for _, m in status], dtype=np.int64),
         clamp_times=np.array(sorted(clamps), dtype=np.int64), instructions=sorted(instructions),
     )
+
+
+def recorded_layout(metadata: dict[str, Any]) -> tuple[ProprioLayout | None, str]:
+    """The episode's proprio layout: recorded with it, else its robot's config file, else none."""
+    if metadata.get("proprio_layout"):
+        return ProprioLayout.from_dict(metadata["proprio_layout"]), "recorded with the episode"
+    from octo_ros.graph import config_dir, load_parameters
+
+    config = config_dir() / f"{metadata.get('robot', '')}.yaml"
+    if metadata.get("robot") and config.is_file():
+        params = load_parameters(config).get("observation_buffer", {})
+        return ProprioLayout.from_parameters(params), f"observation_buffer in {config}"
+    return None, "no proprio layout recorded and no config file for the robot"
+
+
+def _bag_topic(topic: str, bag_topics: list[str]) -> str | None:
+    """The recorded topic a layout topic names (relative names match under any namespace)."""
+    if topic in bag_topics:
+        return topic
+    matches = [t for t in bag_topics if not topic.startswith("/") and t.endswith("/" + topic)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def robot_state(joint_topics: dict[str, list[tuple[int, Any]]], metadata: dict[str, Any]):
+    """(times, names, states, origin) from the recorded joint states (see the module docstring)."""
+    try:
+        layout, origin = recorded_layout(metadata)
+    except ValueError as exc:
+        return None, [], None, f"the recorded proprio layout is invalid: {exc}"
+    if layout is not None and layout.joint_names:
+        topics = {s.topic: _bag_topic(s.topic, list(joint_topics)) for s in layout.sources}
+        absent = [t for t, bag_topic in topics.items() if bag_topic is None]
+        if absent:
+            return None, [], None, (f"the proprio layout ({origin}) needs joint states on {absent}, not in the bag "
+                                    f"(JointState topics: {list(joint_topics)})")
+        events = sorted(((t, k, m) for k, s in enumerate(layout.sources) for t, m in joint_topics[topics[s.topic]]),
+                        key=lambda e: (e[0], e[1]))
+        latest: list = [None] * len(layout.sources)
+        times, rows = [], []
+        for t, k, m in events:
+            try:
+                latest[k] = layout.parse(layout.sources[k].topic, list(m.name), list(m.position))
+            except JointStateError:
+                continue  # the buffer drops such a message too
+            if all(x is not None for x in latest):
+                values, missing = layout.merge(latest)
+                if not missing:
+                    times.append(t)
+                    rows.append(values)
+        states = np.stack(rows) if rows else np.zeros((0, len(layout.joint_names)), np.float32)
+        return np.array(times, dtype=np.int64), list(layout.joint_names), states, f"proprio layout {origin}"
+    topic = _bag_topic(layout.sources[0].topic, list(joint_topics)) if layout is not None else None
+    if topic is None and len(joint_topics) == 1:
+        topic = next(iter(joint_topics))
+    if topic is None:
+        return None, [], None, (f"{origin}; cannot tell which of the JointState topics {list(joint_topics)} is the "
+                                "robot state" if joint_topics else "no JointState topic")
+    msgs = joint_topics[topic]
+    if not msgs:
+        return None, [], None, f"no message on {topic}"
+    names = list(msgs[0][1].name)
+    rows = [(t, np.asarray(m.position, dtype=np.float32)) for t, m in msgs if list(m.name) == names]
+    return (np.array([t for t, _ in rows], dtype=np.int64), names, np.stack([p for _, p in rows]),
+            f"raw joint positions of {topic}")
 
 
 def gripper_dim(ep: Episode) -> int | None:
