@@ -1,6 +1,6 @@
 """A bimanual ALOHA episode (two follower JointState topics with equal joint names, a 14-D
 action) exports the model's 14-D proprio as ``observation.state``, built by the observation
-buffer's rules from ``config/bimanual.yaml``."""
+buffer's rules from ``config/bimanual.yaml``, and reviews with one readable subplot per arm."""
 from __future__ import annotations
 
 import json
@@ -133,3 +133,21 @@ def test_lerobot_export_keeps_both_arms_with_names(bags, tmp_path):
     stats = json.loads((out / "dataset_statistics.json").read_text())
     assert len(stats["proprio"]["mean"]) == 14
 
+
+def test_review_plots_one_subplot_per_arm_with_units_and_chunk_boundaries(bags, tmp_path):
+    from octo_ros.recording.review import actions_figure
+
+    ep = load_episode(bags[0])
+    fig = actions_figure(ep)
+    axes = fig.axes
+    titles = [ax.get_title() for ax in axes]
+    assert titles == ["left arm", "right arm", "grippers"], titles
+    assert [ax.get_ylabel() for ax in axes] == ["joint position [rad]", "joint position [rad]", "gripper [0 closed, 1 open]"]
+    assert all(ax.get_xlabel() == "time [s]" for ax in axes[-1:])
+    assert [len(ax.get_lines()) for ax in axes] == [6, 6, 2]  # one line per joint: 6 + 6 + 2 grippers
+    boundaries = (ep.chunks.times - ep.start_ns) / 1e9
+    for ax in axes:  # each chunk's arrival is marked on every subplot
+        marks = sorted(x for c in ax.collections for seg in c.get_segments() for x in {seg[0][0]})
+        np.testing.assert_allclose(marks, boundaries, atol=1e-6)
+    assert cli(["review", str(bags[0]), "--out", str(tmp_path / "review")]) == 0
+    assert (tmp_path / "review" / "actions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

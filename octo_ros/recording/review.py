@@ -5,8 +5,10 @@ Writes into ``DIR`` (default ``<BAG>/review``):
 * ``<bag>.mp4``: the cameras side by side (H.264, at the primary camera's frame rate), each
   frame overlaid with the instruction, the time, the index (sequence) of the chunk being
   executed and its row, and the gripper state commanded then (open/closed, value);
-* ``actions.png``: the commanded (unnormalized) action per dimension over time;
-* ``gripper.png``: the commanded gripper value (and measured gripper joints, if any);
+* ``actions.png``: the commanded (unnormalized) action per dimension over time, one subplot per
+  arm or action group (translation, rotation, joints, grippers) with its unit, a grey mark
+  where each chunk arrived;
+* ``gripper.png``: the commanded gripper values (and the measured gripper state, if any);
 * ``latency.png``: inference latency of each chunk, and the age of each chunk's observation
   when it arrived;
 * ``safety.png``: safety clamps over time (from ``/diagnostics``) and the policy state.
@@ -82,6 +84,72 @@ def _seconds(ep: Episode, t: np.ndarray) -> np.ndarray:
     return (np.asarray(t, dtype=np.float64) - ep.start_ns) / 1e9
 
 
+GRIPPER_LABEL = "gripper [0 closed, 1 open]"  # Octo's convention (Bridge, ALOHA normalized)
+
+
+def action_groups(names: list[str]) -> list[tuple[str, str, list[int]]]:
+    """(title, y label with unit, dimensions) per subplot: one per arm (``left_``/``right_``
+    joints) or action group (delta translation / rotation of an end effector), the grippers
+    last, together."""
+    if not names:
+        return []
+    groups: dict[str, tuple[str, list[int]]] = {}
+    grippers: list[int] = []
+    for d, name in enumerate(names):
+        n = name.lower()
+        side, base = n.split("_", 1) if n.startswith(("left_", "right_")) else ("", n)
+        where = f"{side} " if side else ""
+        if "gripper" in base:
+            grippers.append(d)
+            continue
+        if base in ("x", "y", "z"):
+            key, label = f"{where}translation (delta per step)", "position [m]"
+        elif base in ("roll", "pitch", "yaw"):
+            key, label = f"{where}rotation (delta per step)", "angle [rad]"
+        else:
+            key, label = (f"{side} arm" if side else "joints"), "joint position [rad]"
+        groups.setdefault(key, (label, []))[1].append(d)
+    out = [(title, label, dims) for title, (label, dims) in groups.items()]
+    if grippers:
+        out.append(("grippers" if len(grippers) > 1 else "gripper", GRIPPER_LABEL, grippers))
+    return out
+
+
+def _action_samples(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """(times, actions): the executed row of the newest chunk, sampled at half the step period."""
+    period = float(np.median(ep.chunks.step_period)) if np.any(ep.chunks.step_period > 0) else 0.2
+    n = int(np.clip((int(ep.end_ns) - int(ep.chunks.times[0])) / (period / 2 * 1e9), 2, 20_000))
+    t = _grid(ep.chunks.times[0], ep.end_ns, n)
+    return t, np.stack([ep.chunks.action_at(int(x))[0] for x in t])
+
+
+def actions_figure(ep: Episode):
+    import matplotlib.pyplot as plt
+
+    names = (ep.chunks.dimension_names if ep.chunks is not None else []) or []
+    if ep.chunks is not None and not names:
+        names = [f"a{i}" for i in range(ep.chunks.actions[0].shape[1])]
+    groups = action_groups(names) if ep.chunks is not None else []
+    if not groups:
+        fig, ax = plt.subplots(figsize=(9, 2))
+        ax.text(0.5, 0.5, "no action chunks in this episode", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title="commanded actions", xlabel="time [s]")
+        return fig
+    fig, axes = plt.subplots(len(groups), 1, sharex=True, figsize=(9, 0.8 + 2.2 * len(groups)), squeeze=False)
+    t, acts = _action_samples(ep)
+    seconds = _seconds(ep, t)
+    arrivals = _seconds(ep, ep.chunks.times)
+    for ax, (title, label, dims) in zip(axes[:, 0], groups):
+        for d in dims:
+            ax.step(seconds, acts[:, d], where="post", lw=1, label=names[d])
+        ax.vlines(arrivals, 0, 1, transform=ax.get_xaxis_transform(), colors="0.55", lw=0.6, alpha=0.7)
+        ax.set(title=title, ylabel=label)
+        ax.legend(loc="upper right", fontsize=7, ncol=min(len(dims), 4))
+    axes[-1, 0].set_xlabel("time [s]")
+    fig.suptitle("commanded actions (unnormalized); grey: a chunk arrives", fontsize=10)
+    return fig
+
+
 def render_plots(ep: Episode, out: Path) -> list[Path]:
     import matplotlib
 
@@ -89,7 +157,8 @@ def render_plots(ep: Episode, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    g = gripper_dim(ep)
+    names = [n.lower() for n in (ep.chunks.dimension_names if ep.chunks is not None else [])]
+    grippers = [d for d, n in enumerate(names) if "gripper" in n] or ([g] if (g := gripper_dim(ep)) is not None else [])
 
     def save(fig, name):
         path = out / name
@@ -98,29 +167,20 @@ def render_plots(ep: Episode, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    # commanded actions: the executed row of the newest chunk at each chunk arrival and in between
-    fig, ax = plt.subplots(figsize=(9, 4))
-    if ep.chunks is not None:
-        t = _grid(ep.chunks.times[0], ep.end_ns, max(2, 20 * len(ep.chunks.times)))
-        acts = np.stack([ep.chunks.action_at(int(x))[0] for x in t])
-        names = ep.chunks.dimension_names or [f"a{i}" for i in range(acts.shape[1])]
-        for d in range(acts.shape[1]):
-            if d != g:
-                ax.plot(_seconds(ep, t), acts[:, d], label=names[d])
-        ax.legend(loc="upper right", fontsize=7, ncol=3)
-    ax.set(title="commanded actions (unnormalized)", xlabel="time [s]")
-    save(fig, "actions.png")
+    save(actions_figure(ep), "actions.png")
 
     fig, ax = plt.subplots(figsize=(9, 3))
-    if ep.chunks is not None and g is not None:
-        t = _grid(ep.chunks.times[0], ep.end_ns, max(2, 20 * len(ep.chunks.times)))
-        ax.step(_seconds(ep, t), [ep.chunks.action_at(int(x))[0][g] for x in t], where="post", label="commanded")
-    if ep.joint_positions is not None:
-        for j, name in enumerate(ep.joint_names):
+    if ep.chunks is not None and grippers:
+        t, acts = _action_samples(ep)
+        for d in grippers:
+            ax.step(_seconds(ep, t), acts[:, d], where="post", label=f"commanded {ep.chunks.dimension_names[d]}"
+                    if ep.chunks.dimension_names else "commanded")
+    if ep.states is not None:
+        for j, name in enumerate(ep.state_names):
             if "grip" in name.lower() or "finger" in name.lower():
-                ax.plot(_seconds(ep, ep.joint_times), ep.joint_positions[:, j], label=f"measured {name}")
+                ax.plot(_seconds(ep, ep.state_times), ep.states[:, j], label=f"measured {name}")
     ax.legend(loc="upper right", fontsize=7)
-    ax.set(title="gripper", xlabel="time [s]")
+    ax.set(title="gripper", xlabel="time [s]", ylabel="command [0 closed, 1 open] / state")
     save(fig, "gripper.png")
 
     fig, ax = plt.subplots(figsize=(9, 3))
@@ -138,7 +198,8 @@ def render_plots(ep: Episode, out: Path) -> list[Path]:
     if len(ep.status_times):
         ax.step(_seconds(ep, ep.status_times), ep.status_state / 3.0, where="post", label="policy state / 3")
     ax.set(title=f"safety clamps ({len(ep.clamp_times)}) and policy state", xlabel="time [s]")
-    ax.legend(loc="upper right", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=7)
     save(fig, "safety.png")
     return written
 
