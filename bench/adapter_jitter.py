@@ -68,7 +68,7 @@ def _ros_args(name: str, params: dict) -> list[str]:
 
 
 def _spawn(module: str, name: str, params: dict, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", f"octo_ros.nodes.{module}", *_ros_args(name, params)],
+    return subprocess.Popen([sys.executable, "-m", f"octo_ros.ros.nodes.{module}", *_ros_args(name, params)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -89,8 +89,8 @@ def measure(robot: str, seconds: float, log) -> dict:
     from sensor_msgs.msg import JointState
     from std_srvs.srv import SetBool
 
-    from octo_ros.messages import ns_to_stamp
     from octo_ros.perception.observation import stamp_to_ns
+    from octo_ros.ros.messages import ns_to_stamp
     from octo_ros_msgs.msg import ActionChunk
 
     adapter, sim, a_params, s_params, period, step, horizon, dim = ROBOTS[robot]

@@ -21,8 +21,8 @@ def timeit(fn, n: int) -> float:
 
 
 def main() -> None:
-    from octo_ros.sim.ur5 import UR5Scene, UR5SceneConfig
-    from octo_ros.sim.widowx import WidowXSim, WidowXSimConfig
+    from octo_ros.robots.ur5.sim import UR5Scene, UR5SceneConfig
+    from octo_ros.robots.widowx.sim import WidowXSim, WidowXSimConfig
 
     for w, h in ((320, 240), (640, 480)):
         wx = WidowXSim(WidowXSimConfig(image_width=w, image_height=h))
@@ -43,7 +43,7 @@ def main() -> None:
 
     print(f"widowx driver update (10 ms): {timeit(wx_tick, 200) * 1000:.1f} µs")
     try:
-        from octo_ros.sim.aloha import AlohaRenderer, AlohaSim
+        from octo_ros.robots.bimanual.sim import AlohaRenderer, AlohaSim
     except ImportError as exc:
         print(f"aloha: skipped ({exc})")
         return

@@ -2,10 +2,10 @@
 
     ros2 launch octo_ros sim.launch.py robot:=bimanual checkpoint:=/path/to/octo
 
-The node graph is described in octo_ros/graph.py and configured in config/<robot>.yaml
+The node graph is described in octo_ros/ros/graph.py and configured in config/<robot>.yaml
 with config/<robot>_sim.yaml on top.
 """
-from octo_ros.launch_description import launch_description
+from octo_ros.ros.launch_description import launch_description
 
 
 def generate_launch_description():

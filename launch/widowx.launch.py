@@ -2,9 +2,9 @@
 
     ros2 launch octo_ros widowx.launch.py checkpoint:=/path/to/octo dry_run:=false
 
-The node graph is described in octo_ros/graph.py and configured in config/widowx.yaml.
+The node graph is described in octo_ros/ros/graph.py and configured in config/widowx.yaml.
 """
-from octo_ros.launch_description import launch_description
+from octo_ros.ros.launch_description import launch_description
 
 
 def generate_launch_description():

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_recording(sub)
 
-    from octo_ros.demo import register as register_demo
-    from octo_ros.launcher import register as register_launch
+    from octo_ros.ros.demo import register as register_demo
+    from octo_ros.ros.launcher import register as register_launch
 
     register_launch(sub)
     register_demo(sub)

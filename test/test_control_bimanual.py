@@ -4,16 +4,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from octo_ros.control.bimanual import (
+from octo_ros.control.chunking import ChunkExecutionConfig, ExecutionMode
+from octo_ros.control.safety import ControlStatus, SafetyConfig
+from octo_ros.robots.bimanual.adapter import (
     ALOHA2_FOLLOWER_GRIPPER,
     ALOHA_ORIGINAL_PUPPET_GRIPPER,
     ArmSideConfig,
     BimanualAdapter,
     BimanualConfig,
 )
-from octo_ros.control.chunking import ChunkExecutionConfig, ExecutionMode
-from octo_ros.control.interbotix_sim import InterbotixSimConfig, InterbotixSimDriver
-from octo_ros.control.safety import ControlStatus, SafetyConfig
+from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig, InterbotixSimDriver
 
 START = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])  # ALOHA START_ARM_POSE
 DT = 0.02

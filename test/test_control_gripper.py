@@ -2,7 +2,10 @@ import math
 
 import pytest
 
-from octo_ros.control.gripper import GripperConfig, GripperMapper, aloha_joint, interbotix_pwm, robotiq_socket
+from octo_ros.control.gripper import GripperConfig, GripperMapper
+from octo_ros.robots.bimanual.adapter import aloha_joint
+from octo_ros.robots.ur5.robotiq import robotiq_socket
+from octo_ros.robots.widowx.adapter import interbotix_pwm
 
 
 def test_octo_on_interbotix_pwm():

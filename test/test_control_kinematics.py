@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from octo_ros.control.kinematics import VX300S, WX250S, forward_kinematics, pose_error, solve_ik
+from octo_ros.control.kinematics import forward_kinematics, pose_error, solve_ik
+from octo_ros.robots.interbotix.kinematics import VX300S, WX250S
 
 
 @pytest.mark.parametrize("arm", [WX250S, VX300S], ids=lambda a: a.name)

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from octo_ros.control.fake_robotiq import FakeRobotiqServer
-from octo_ros.control.gripper import GripperMapper, robotiq_socket
-from octo_ros.control.robotiq import RobotiqError, RobotiqSocketGripper
+from octo_ros.control.gripper import GripperMapper
+from octo_ros.robots.ur5.robotiq import RobotiqError, RobotiqSocketGripper, robotiq_socket
+from octo_ros.robots.ur5.robotiq_standin import FakeRobotiqServer
 
 
 @pytest.fixture

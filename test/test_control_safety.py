@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 
-from octo_ros.control.interbotix_sim import GRIPPERS, InterbotixSimConfig, InterbotixSimDriver
-from octo_ros.control.kinematics import WX250S
 from octo_ros.control.safety import (
     ControlStatus,
     JointLimits,
@@ -12,6 +10,8 @@ from octo_ros.control.safety import (
     WorkspaceBox,
     tracking_error,
 )
+from octo_ros.robots.interbotix.driver_standin import GRIPPERS, InterbotixSimConfig, InterbotixSimDriver
+from octo_ros.robots.interbotix.kinematics import WX250S
 
 
 def test_dry_run_is_default_and_estop_latches():

@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from octo_ros.control.fake_ur import FakeURController
 from octo_ros.control.kinematics import apply_delta, rotation_log
 from octo_ros.control.safety import ControlStatus
-from octo_ros.control.ur import URAdapter, URConfig, URRTDEBackend, matrix_to_pose, pose_to_matrix
+from octo_ros.robots.ur5.adapter import URAdapter, URConfig, URRTDEBackend, matrix_to_pose, pose_to_matrix
+from octo_ros.robots.ur5.controller_standin import FakeURController
 
 START = (0.4, -0.1, 0.3, 0.0, math.pi, 0.0)  # TCP pointing down
 BOX = dict(workspace_low=(0.2, -0.4, 0.1), workspace_high=(0.7, 0.2, 0.5))

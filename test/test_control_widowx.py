@@ -7,15 +7,16 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from octo_ros.control.chunking import ChunkExecutionConfig, ExecutionMode
-from octo_ros.control.gripper import interbotix_pwm
-from octo_ros.control.interbotix_sim import InterbotixSimConfig, InterbotixSimDriver
-from octo_ros.control.kinematics import IK_POSITION_TOLERANCE, WX250S, forward_kinematics, solve_ik
+from octo_ros.control.kinematics import IK_POSITION_TOLERANCE, forward_kinematics, solve_ik
 from octo_ros.control.safety import ControlStatus, SafetyConfig
-from octo_ros.control.widowx import (
+from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig, InterbotixSimDriver
+from octo_ros.robots.interbotix.kinematics import WX250S
+from octo_ros.robots.widowx.adapter import (
     BRIDGE_START_STATE,
     WidowXAdapter,
     WidowXConfig,
     bridge_state_from_pose,
+    interbotix_pwm,
     pose_from_bridge_state,
 )
 

@@ -5,7 +5,7 @@ import os
 
 import psutil
 
-from octo_ros.demo import run_demo
+from octo_ros.ros.demo import run_demo
 
 
 def test_demo_closes_the_loop_and_records_it(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from support.ros_harness import REPO_ROOT
 
-from octo_ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
-from octo_ros.launcher import GraphProcess
+from octo_ros.ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
+from octo_ros.ros.launcher import GraphProcess
 
 
 def _console_scripts():
@@ -95,7 +95,7 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
         real = False
         for name, module in _stand_in_launch_modules().items():
             monkeypatch.setitem(sys.modules, name, module)
-        monkeypatch.delitem(sys.modules, "octo_ros.launch_description", raising=False)
+        monkeypatch.delitem(sys.modules, "octo_ros.ros.launch_description", raising=False)
     description = runpy.run_path(str(REPO_ROOT / "launch" / launch_file))["generate_launch_description"]()
     if real:
         assert description.entities
@@ -120,7 +120,7 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
 
 
 def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
-    from octo_ros.graph import NodeSpec
+    from octo_ros.ros.graph import NodeSpec
 
     specs = [
         NodeSpec("widowx_sim", "widowx_sim", {"render_rate": 2.0}, stop_order=0),
@@ -145,8 +145,8 @@ def test_params_file_keeps_strings_that_look_like_booleans(ros, tmp_path):
     parser reads a bare y as a boolean)."""
     from rcl_interfaces.srv import GetParameters
 
-    from octo_ros.graph import NodeSpec
-    from octo_ros.launcher import node_command, write_params_file
+    from octo_ros.ros.graph import NodeSpec
+    from octo_ros.ros.launcher import node_command, write_params_file
 
     spec = NodeSpec("params_probe", "observation_buffer", {
         "camera_inputs": ["image_primary"], "proprio_joints": ["x", "y", "on", "no"]}, namespace="cell")

@@ -11,9 +11,10 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from octo_ros.control.kinematics import ARM_JOINTS, ARMS, forward_kinematics, solve_ik
-from octo_ros.control.widowx import BRIDGE_START_STATE, pose_from_bridge_state
-from octo_ros.messages import ns_to_stamp, stamp_to_ns
+from octo_ros.control.kinematics import forward_kinematics, solve_ik
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
+from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, pose_from_bridge_state
+from octo_ros.ros.messages import ns_to_stamp, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
 
 
@@ -157,10 +158,10 @@ def _wx_xyz(q) -> np.ndarray:
 
 def test_widowx_adapter_drives_the_simulated_widowx(ros):
     start_q = solve_ik(WX, pose_from_bridge_state(BRIDGE_START_STATE)).q
-    ros.spawn_module("widowx_sim", "octo_ros.nodes.widowx_sim", params={
+    ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
         "initial_pose": [float(v) for v in start_q], "image_width": 64, "image_height": 48,
         "render_rate": 1.0, "update_rate": 50.0})
-    adapter = ros.spawn_module("widowx_adapter", "octo_ros.nodes.widowx_adapter", params={"control_period": 0.1})
+    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={"control_period": 0.1})
     node = ros.node("widowx_adapter_probe")
     probe = AdapterProbe(ros, node, "widowx_adapter")
     js = Collect(node, JointState, "/wx250s/joint_states")
@@ -212,15 +213,15 @@ def test_widowx_adapter_drives_the_simulated_widowx(ros):
 
 
 # ----------------------------------------------------------------------------------- bimanual
-ALOHA_START = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])  # octo_ros.sim.aloha.START_ARM_POSE
+ALOHA_START = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])  # octo_ros.robots.bimanual.sim.START_ARM_POSE
 SIM_GRIPPER = (1.4910, -0.6213)  # the simulated followers' gripper joint open / close (rad)
 
 
 def test_bimanual_adapter_drives_the_simulated_aloha(ros):
     pytest.importorskip("gym_aloha")
-    ros.spawn_module("aloha_sim", "octo_ros.nodes.aloha_sim", params={
+    ros.spawn_module("aloha_sim", "octo_ros.ros.nodes.aloha_sim", params={
         "image_width": 64, "image_height": 48, "render_rate": 1.0})
-    adapter = ros.spawn_module("bimanual_adapter", "octo_ros.nodes.bimanual_adapter", params={
+    adapter = ros.spawn_module("bimanual_adapter", "octo_ros.ros.nodes.bimanual_adapter", params={
         "left_gripper_open": SIM_GRIPPER[0], "left_gripper_close": SIM_GRIPPER[1],
         "right_gripper_open": SIM_GRIPPER[0], "right_gripper_close": SIM_GRIPPER[1]})
     node = ros.node("bimanual_adapter_probe")
@@ -286,7 +287,7 @@ def _xyz(msg: PoseStamped) -> np.ndarray:
 
 
 def test_ur5_adapter_drives_the_fake_ur_controller(ros):
-    adapter = ros.spawn_module("ur5_adapter", "octo_ros.nodes.ur5_adapter", params={"backend": "fake"})
+    adapter = ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params={"backend": "fake"})
     node = ros.node("ur5_adapter_probe")
     probe = AdapterProbe(ros, node, "ur5_adapter")
     tcp = Collect(node, PoseStamped, "/tcp_pose")

@@ -8,8 +8,8 @@ from sensor_msgs.msg import Image, JointState
 from support.streams import SensorStreams
 from test_nodes_policy_pipeline import BUFFER_PARAMS, NAMES
 
-from octo_ros.messages import image_to_msg, ns_to_stamp
-from octo_ros.ros_support import LATCHED_QOS, SENSOR_QOS
+from octo_ros.ros.messages import image_to_msg, ns_to_stamp
+from octo_ros.ros.support import LATCHED_QOS, SENSOR_QOS
 from octo_ros.untrained_checkpoint import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow
 from octo_ros_msgs.srv import SetInstruction
@@ -25,7 +25,7 @@ def _raw(encoding, data, width=8, height=4, step=None, stamp_ns=None):
 
 
 def test_observation_buffer_drops_bad_frames_and_keeps_publishing(ros):
-    buffer = ros.spawn_module("observation_buffer", "octo_ros.nodes.observation_buffer", params=BUFFER_PARAMS)
+    buffer = ros.spawn_module("observation_buffer", "octo_ros.ros.nodes.observation_buffer", params=BUFFER_PARAMS)
     node = ros.node("bad_input_test")
     windows = []
     node.create_subscription(ObservationWindow, "/observation_window", windows.append, 10)
@@ -70,8 +70,8 @@ def checkpoint(tmp_path_factory):
 
 
 def test_policy_rejects_bad_tasks_and_keeps_its_task(ros, checkpoint):
-    ros.spawn_module("observation_buffer", "octo_ros.nodes.observation_buffer", params=BUFFER_PARAMS)
-    policy = ros.spawn_module("policy", "octo_ros.nodes.policy", params={
+    ros.spawn_module("observation_buffer", "octo_ros.ros.nodes.observation_buffer", params=BUFFER_PARAMS)
+    policy = ros.spawn_module("policy", "octo_ros.ros.nodes.policy", params={
         "checkpoint": str(checkpoint), "action_dimension_names": NAMES})
     node = ros.node("bad_task_test")
     SensorStreams(node)

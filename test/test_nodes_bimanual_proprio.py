@@ -3,8 +3,8 @@ prefixed per arm) → a 14-D proprio with normalized finger positions."""
 import numpy as np
 from sensor_msgs.msg import Image, JointState
 
-from octo_ros.messages import image_to_msg, ns_to_stamp
-from octo_ros.ros_support import SENSOR_QOS
+from octo_ros.ros.messages import image_to_msg, ns_to_stamp
+from octo_ros.ros.support import SENSOR_QOS
 from octo_ros_msgs.msg import ObservationWindow
 
 ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]
@@ -47,7 +47,7 @@ def start_streams(node, states):
 
 
 def test_two_followers_give_the_14d_normalized_proprio(ros):
-    buffer = ros.spawn_module("observation_buffer", "octo_ros.nodes.observation_buffer", params=PARAMS)
+    buffer = ros.spawn_module("observation_buffer", "octo_ros.ros.nodes.observation_buffer", params=PARAMS)
     node = ros.node("bimanual_proprio_test")
     windows: list[ObservationWindow] = []
     node.create_subscription(ObservationWindow, "/observation_window", windows.append, 10)
@@ -66,11 +66,11 @@ def test_two_followers_give_the_14d_normalized_proprio(ros):
 
 
 def test_bad_source_parameters_stop_the_node_with_a_reason(ros):
-    mismatched = ros.spawn_module("obs_mismatched", "octo_ros.nodes.observation_buffer",
+    mismatched = ros.spawn_module("obs_mismatched", "octo_ros.ros.nodes.observation_buffer",
                                   params={**PARAMS, "joint_state_prefixes": ["left_"]})
-    typo = ros.spawn_module("obs_typo", "octo_ros.nodes.observation_buffer",
+    typo = ros.spawn_module("obs_typo", "octo_ros.ros.nodes.observation_buffer",
                             params={**PARAMS, "proprio_normalization.left_gripper": [0.0, 1.0]})
-    both = ros.spawn_module("obs_both", "octo_ros.nodes.observation_buffer",
+    both = ros.spawn_module("obs_both", "octo_ros.ros.nodes.observation_buffer",
                             params={**PARAMS, "joint_state_topic": "/joint_states"})
     for proc in (mismatched, typo, both):
         proc.proc.wait(timeout=30)

@@ -9,8 +9,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from support.streams import SensorStreams
 
-from octo_ros.messages import chunk_from_msg, image_to_msg
-from octo_ros.ros_support import LATCHED_QOS
+from octo_ros.ros.messages import chunk_from_msg, image_to_msg
+from octo_ros.ros.support import LATCHED_QOS
 from octo_ros.untrained_checkpoint import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow, PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
@@ -42,8 +42,8 @@ def l1_checkpoint(tmp_path_factory):
 class Pipeline:
     def __init__(self, ros, checkpoint, **policy_params):
         self.ros = ros
-        ros.spawn_module("observation_buffer", "octo_ros.nodes.observation_buffer", params=BUFFER_PARAMS)
-        ros.spawn_module("policy", "octo_ros.nodes.policy", params={
+        ros.spawn_module("observation_buffer", "octo_ros.ros.nodes.observation_buffer", params=BUFFER_PARAMS)
+        ros.spawn_module("policy", "octo_ros.ros.nodes.policy", params={
             "checkpoint": str(checkpoint), "action_dimension_names": NAMES, "step_period": 0.2, **policy_params})
         self.node = ros.node("pipeline_test")
         self.streams = SensorStreams(self.node)

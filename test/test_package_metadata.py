@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from support.ros_harness import REPO_ROOT
 
-import octo_ros.nodes
+import octo_ros.ros.nodes
 
 
 def _setup_call() -> dict:
@@ -42,14 +42,14 @@ def test_every_entry_point_resolves_to_a_callable():
 
 
 def test_every_node_module_has_an_entry_point():
-    node_modules = {f"octo_ros.nodes.{m.name}" for m in pkgutil.iter_modules(octo_ros.nodes.__path__)
+    node_modules = {f"octo_ros.ros.nodes.{m.name}" for m in pkgutil.iter_modules(octo_ros.ros.nodes.__path__)
                     if not m.name.startswith("_")}  # _private: shared code of several nodes
     targets = {target.split(":")[0] for target in _console_scripts().values()}
     missing = node_modules - targets
     assert not missing, f"node modules without a console_scripts entry (ros2 run cannot start them): {sorted(missing)}"
     for name, target in _console_scripts().items():
-        if target.startswith("octo_ros.nodes."):
-            assert target == f"octo_ros.nodes.{name}:main", f"executable {name} must be octo_ros.nodes.{name}:main"
+        if target.startswith("octo_ros.ros.nodes."):
+            assert target == f"octo_ros.ros.nodes.{name}:main", f"executable {name} must be octo_ros.ros.nodes.{name}:main"
 
 
 def test_exec_dependencies_cover_imported_ros_packages():

@@ -221,7 +221,7 @@ def test_unprefixed_sources_provide_disjoint_joints():
 def test_bimanual_configs_match_the_sim():
     """config/bimanual.yaml: ALOHA 2 follower constants; config/bimanual_sim.yaml: the sim's own
     finger position constants, so the buffer's gripper equals the sim's normalized qpos."""
-    from octo_ros.graph import describe
+    from octo_ros.ros.graph import describe
 
     real = {s.name: s.parameters for s in describe("bimanual")}["observation_buffer"]
     assert real["joint_state_topics"] == [LEFT, RIGHT] and real["joint_state_prefixes"] == ["left_", "right_"]
@@ -234,7 +234,7 @@ def test_bimanual_configs_match_the_sim():
                                                                    "right_left_finger": position}
 
     pytest.importorskip("gym_aloha")
-    from octo_ros.sim.aloha import ARMS, AlohaSim, AlohaSimConfig
+    from octo_ros.robots.bimanual.sim import ARMS, AlohaSim, AlohaSimConfig
 
     sim_model = AlohaSim(AlohaSimConfig(
         gripper_joint_open=aloha["gripper_joint_open"], gripper_joint_close=aloha["gripper_joint_close"],

@@ -15,10 +15,10 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, JointState
 
 from octo_ros.cli import main as cli
-from octo_ros.graph import config_dir, load_parameters
 from octo_ros.perception.observation import ProprioLayout
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, TopicSpec
 from octo_ros.recording.reading import load_episode
+from octo_ros.ros.graph import config_dir, load_parameters
 from octo_ros_msgs.msg import ActionChunk
 
 S = 1_000_000_000

@@ -47,7 +47,7 @@ def read_both(bag: Path) -> tuple[dict[str, list], dict[str, list]]:
 
 def test_sigkill_mid_episode_loses_at_most_one_second(ros, tmp_path):
     out = tmp_path / "bags"
-    rec = ros.spawn_module("recorder", "octo_ros.nodes.recorder", params={
+    rec = ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder", params={
         "topics": ["/action_chunk"], "topic_types": ["octo_ros_msgs/msg/ActionChunk"], "output_dir": str(out),
         "robot": "ur5", "checkpoint_id": "ckpt-7", "seed": 7})
     node = ros.node("policy_stub")

@@ -55,7 +55,7 @@ def make_chunk(node, i):
 
 def test_record_episode_from_live_topics(ros, tmp_path):
     out = tmp_path / "bags"
-    rec = ros.spawn_module("recorder", "octo_ros.nodes.recorder", params={
+    rec = ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder", params={
         "topics": TOPICS, "topic_types": TYPES, "output_dir": str(out), "flush_period": 0.2, **EVIDENCE})
     node = ros.node("rollout")
     pubs = {
@@ -155,7 +155,7 @@ def test_record_episode_from_live_topics(ros, tmp_path):
 def test_recorder_reports_topics_it_cannot_record_yet(ros, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-    ros.spawn_module("recorder", "octo_ros.nodes.recorder",
+    ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder",
                      params={"topics": ["/nobody/publishes/this"], "output_dir": str(tmp_path)})
     statuses = []
     ros.node("diagnostics_reader").create_subscription(

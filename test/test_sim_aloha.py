@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("gym_aloha")
 
-from octo_ros.sim.aloha import ARMS, START_ARM_POSE, AlohaRenderer, AlohaSim, AlohaSimConfig, load_model  # noqa: E402
+from octo_ros.robots.bimanual.sim import ARMS, START_ARM_POSE, AlohaRenderer, AlohaSim, AlohaSimConfig, load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

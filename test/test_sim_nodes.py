@@ -47,7 +47,7 @@ def _image_diff(a: Image, b: Image) -> float:
 
 def test_aloha_sim_node_closes_the_loop(ros):
     pytest.importorskip("gym_aloha")
-    proc = ros.spawn_module("aloha_sim", "octo_ros.nodes.aloha_sim", params={
+    proc = ros.spawn_module("aloha_sim", "octo_ros.ros.nodes.aloha_sim", params={
         "image_width": 160, "image_height": 120, "render_rate": 5.0, "sim_time": True})
     node = ros.node("aloha_probe")
     left = Latest(node, JointState, "/follower_left/joint_states")
@@ -82,7 +82,7 @@ def test_aloha_sim_node_closes_the_loop(ros):
 
 
 def test_widowx_sim_node_tracks_commands_and_renders(ros):
-    proc = ros.spawn_module("widowx_sim", "octo_ros.nodes.widowx_sim", params={
+    proc = ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
         "image_width": 160, "image_height": 120, "render_rate": 10.0})
     node = ros.node("widowx_probe")
     js = Latest(node, JointState, "/wx250s/joint_states")
@@ -103,7 +103,7 @@ def test_widowx_sim_node_tracks_commands_and_renders(ros):
 
 
 def test_ur5_sim_node_draws_the_published_tcp_pose(ros):
-    proc = ros.spawn_module("ur5_sim", "octo_ros.nodes.ur5_sim", params={
+    proc = ros.spawn_module("ur5_sim", "octo_ros.ros.nodes.ur5_sim", params={
         "image_width": 160, "image_height": 120, "render_rate": 10.0})
     node = ros.node("ur5_probe")
     cam = Latest(node, Image, "/camera/image_raw", qos_profile_sensor_data)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from octo_ros.control.kinematics import forward_kinematics
+from octo_ros.robots.ur5.kinematics import UR5, UR5_READY, dh_forward
+from octo_ros.robots.ur5.sim import UR5Scene, UR5SceneConfig
+from octo_ros.robots.widowx.sim import WidowXSim, WidowXSimConfig
 from octo_ros.sim.render import Capsule, PinholeCamera, TableScene, render_scene
-from octo_ros.sim.ur5 import UR5, UR5_READY, UR5Scene, UR5SceneConfig, dh_forward
-from octo_ros.sim.widowx import WidowXSim, WidowXSimConfig
 
 SMALL = dict(image_width=160, image_height=120)
 
@@ -104,7 +105,7 @@ def test_ur5_scene_follows_tcp_pose_and_renders_it():
 
 
 def test_ur5_scene_renders_fake_controller_motion():
-    from octo_ros.control.fake_ur import FakeURController
+    from octo_ros.robots.ur5.controller_standin import FakeURController
 
     now = [0.0]
     robot = FakeURController(clock=lambda: now[0])

@@ -43,27 +43,6 @@ class GripperConfig:
             raise ValueError(f"threshold {self.threshold} must lie between {lo} and {hi}")
 
 
-def interbotix_pwm(effort: float = 250.0) -> GripperConfig:
-    return GripperConfig(robot_label="Interbotix gripper PWM", robot_unit="PWM", robot_open=effort, robot_closed=-effort)
-
-
-def robotiq_socket() -> GripperConfig:
-    return GripperConfig(
-        robot_label="Robotiq POS", robot_unit="", robot_open=0.0, robot_closed=255.0, robot_integer=True
-    )
-
-
-def aloha_joint(open_rad: float, close_rad: float) -> GripperConfig:
-    """ALOHA: the model's normalized gripper (1 = open) is unnormalized to the gripper joint angle."""
-    return GripperConfig(
-        binarize=False,
-        robot_label="ALOHA gripper joint",
-        robot_unit="rad",
-        robot_open=open_rad,
-        robot_closed=close_rad,
-    )
-
-
 @dataclass(frozen=True)
 class GripperUpdate:
     command: float  # robot-side command now in force

@@ -1,10 +1,8 @@
-"""Product-of-exponentials kinematics for the Interbotix 6-DoF arms (wx250s, vx300s).
+"""Product-of-exponentials kinematics for 6-DoF arms (each robot's constants live in its room).
 
-Screw axes (space frame ``<robot>/base_link``) and the home pose ``M`` of
-``<robot>/ee_gripper_link`` are the published Modern-Robotics descriptions
-(Interbotix/interbotix_ros_toolboxes ``interbotix_xs_modules/xs_robot/mr_descriptions.py``).
-Joint limits and velocity limits are the URDF values (interbotix_ros_manipulators
-``interbotix_xsarm_descriptions/urdf/<model>.urdf.xacro``).
+An arm is its screw axes in the space frame, the home pose of its end effector, its joint limits
+and a sleep pose (``octo_ros.robots.interbotix.kinematics`` for wx250s/vx300s,
+``octo_ros.robots.ur5.kinematics`` for the UR5).
 
 IK is damped Newton iteration on the space-frame pose error, seeded from the caller's
 joints (measured first, then the last command) and then the Interbotix default seeds
@@ -21,8 +19,6 @@ from transforms3d.euler import euler2mat
 
 from octo_ros.control.safety import JointLimits
 
-ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-
 
 @dataclass(frozen=True)
 class ArmKinematics:
@@ -31,57 +27,6 @@ class ArmKinematics:
     home: np.ndarray  # (4, 4) end-effector pose at q = 0
     limits: JointLimits
     sleep: tuple[float, ...]
-
-
-def _deg(d: float) -> float:
-    return math.radians(d)
-
-
-WX250S = ArmKinematics(
-    name="wx250s",
-    screw_axes=np.array(
-        [
-            [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, -0.11065, 0.0, 0.0],
-            [0.0, 1.0, 0.0, -0.36065, 0.0, 0.04975],
-            [1.0, 0.0, 0.0, 0.0, 0.36065, 0.0],
-            [0.0, 1.0, 0.0, -0.36065, 0.0, 0.29975],
-            [1.0, 0.0, 0.0, 0.0, 0.36065, 0.0],
-        ]
-    ).T,
-    home=np.array([[1.0, 0, 0, 0.458325], [0, 1.0, 0, 0], [0, 0, 1.0, 0.36065], [0, 0, 0, 1.0]]),
-    limits=JointLimits(
-        names=ARM_JOINTS,
-        lower=(-math.pi + 1e-5, _deg(-108), _deg(-123), -math.pi, _deg(-100), -math.pi),
-        upper=(math.pi - 1e-5, _deg(114), _deg(92), math.pi, _deg(123), math.pi),
-        velocity=(math.pi,) * 6,
-    ),
-    sleep=(0.0, -1.80, 1.55, 0.0, 0.8, 0.0),
-)
-
-VX300S = ArmKinematics(
-    name="vx300s",
-    screw_axes=np.array(
-        [
-            [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, -0.12705, 0.0, 0.0],
-            [0.0, 1.0, 0.0, -0.42705, 0.0, 0.05955],
-            [1.0, 0.0, 0.0, 0.0, 0.42705, 0.0],
-            [0.0, 1.0, 0.0, -0.42705, 0.0, 0.35955],
-            [1.0, 0.0, 0.0, 0.0, 0.42705, 0.0],
-        ]
-    ).T,
-    home=np.array([[1.0, 0, 0, 0.536494], [0, 1.0, 0, 0], [0, 0, 1.0, 0.42705], [0, 0, 0, 1.0]]),
-    limits=JointLimits(
-        names=ARM_JOINTS,
-        lower=(-math.pi, _deg(-106), _deg(-101), -math.pi, _deg(-107), -math.pi),
-        upper=(math.pi, _deg(72), _deg(92), math.pi, _deg(128), math.pi),
-        velocity=(math.pi,) * 6,
-    ),
-    sleep=(0.0, -1.85, 1.55, 0.0, 0.8, 0.0),
-)
-
-ARMS = {"wx250s": WX250S, "vx300s": VX300S}
 
 
 def skew(w: np.ndarray) -> np.ndarray:

@@ -206,7 +206,7 @@ def recorded_layout(metadata: dict[str, Any]) -> tuple[ProprioLayout | None, str
     """The episode's proprio layout: recorded with it, else its robot's config file, else none."""
     if metadata.get("proprio_layout"):
         return ProprioLayout.from_dict(metadata["proprio_layout"]), "recorded with the episode"
-    from octo_ros.graph import config_dir, load_parameters
+    from octo_ros.ros.graph import config_dir, load_parameters
 
     config = config_dir() / f"{metadata.get('robot', '')}.yaml"
     if metadata.get("robot") and config.is_file():

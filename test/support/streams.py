@@ -6,8 +6,8 @@ import threading
 import numpy as np
 from sensor_msgs.msg import Image, JointState
 
-from octo_ros.messages import image_to_msg, ns_to_stamp
-from octo_ros.ros_support import SENSOR_QOS
+from octo_ros.ros.messages import image_to_msg, ns_to_stamp
+from octo_ros.ros.support import SENSOR_QOS
 
 
 class SensorStreams:

@@ -1,0 +1,153 @@
+"""`octo-ros demo`: the full graph on the simulated bimanual (ALOHA) robot for a
+bounded time — camera → observation buffer → Octo → bimanual adapter → MuJoCo —
+recorded to a bag, then a summary, a video and plots of the rollout.
+
+The checkpoint is an UNTRAINED tiny Octo written once in the official layout
+(the released weights cannot be downloaded offline): the arms move, without purpose.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ALOHA_START_ARM_POSE = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0]
+DATASET = "aloha_sim_cube_scripted_dataset"
+INSTRUCTION = "transfer the cube to the other arm"
+
+
+def demo_checkpoint(directory: Path) -> Path:
+    """The untrained checkpoint (created once), with action statistics centred on
+    ALOHA's start pose so the untrained actions stay near it."""
+    from octo_ros.untrained_checkpoint import make_untrained_checkpoint
+
+    path = make_untrained_checkpoint(directory, cameras=("primary",), action_dim=14, action_horizon=50,
+                                     head="l1", dataset=DATASET)
+    stats_file = path / "dataset_statistics.json"
+    stats = json.loads(stats_file.read_text())
+    mean = ALOHA_START_ARM_POSE + [0.5] + ALOHA_START_ARM_POSE + [0.5]
+    std = [0.15] * 6 + [1.0] + [0.15] * 6 + [1.0]
+    mask = [True] * 6 + [False] + [True] * 6 + [False]  # grippers stay as produced
+    lo = [m - 3 * s for m, s in zip(mean, std)]
+    hi = [m + 3 * s for m, s in zip(mean, std)]
+    stats[DATASET]["action"] = {"mean": mean, "std": std, "mask": mask, "min": lo, "max": hi, "p01": lo, "p99": hi}
+    stats_file.write_text(json.dumps(stats))
+    return path
+
+
+def run_demo(out: Path, duration: float) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import KeyValue
+    from interbotix_xs_msgs.msg import JointGroupCommand
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    from octo_ros.recording.review import review
+    from octo_ros.ros.graph import describe
+    from octo_ros.ros.launcher import GraphProcess
+    from octo_ros_msgs.msg import ActionChunk
+    from octo_ros_msgs.srv import SetInstruction, StartEpisode, StopEpisode
+
+    out.mkdir(parents=True, exist_ok=True)
+    print("octo-ros demo: the policy is an UNTRAINED tiny Octo checkpoint (random weights): "
+          "the loop is real, the motions are meaningless.", flush=True)
+    checkpoint = demo_checkpoint(out / "checkpoint")
+    specs = describe("bimanual", sim=True, arguments={
+        "checkpoint": str(checkpoint), "dataset_statistics_key": DATASET, "dry_run": "false", "record": "true",
+        "observation_buffer.cameras.image_primary.height": "64",
+        "observation_buffer.cameras.image_primary.width": "64",
+        "policy.tokenizer": str(checkpoint / "spiece.model"),
+        "recorder.output_dir": str(out / "bags"),
+    })
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    # The demo commands follower arms by their real topic names: keep it on this machine,
+    # so it can never reach a real robot on the network.
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    rclpy.init()
+    node = Node("octo_ros_demo")
+    chunks: list[ActionChunk] = []
+    commands = [0]
+    node.create_subscription(ActionChunk, "/action_chunk", chunks.append, 10)
+    node.create_subscription(JointGroupCommand, "/follower_left/commands/joint_group",
+                             lambda _: commands.__setitem__(0, commands[0] + 1), 100)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+
+    def call(srv_type, name, request, timeout=120.0):
+        client = node.create_client(srv_type, name)
+        deadline = time.monotonic() + timeout
+        while not client.wait_for_service(timeout_sec=0.5):
+            executor.spin_once(timeout_sec=0.1)
+            if graph.check() or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not come up (see the node output above)")
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done():
+            raise RuntimeError(f"{name} did not answer within {timeout} s")
+        return future.result()
+
+    graph = GraphProcess(specs)
+    bag = ""
+    try:
+        graph.start()
+        started = call(StartEpisode, "/recorder/start_episode", StartEpisode.Request(
+            instruction=INSTRUCTION, metadata=[KeyValue(key="operator", value="octo-ros demo")]))
+        if not started.success:
+            raise RuntimeError(f"recording did not start: {started.message}")
+        bag = started.bag_path
+        reply = call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=INSTRUCTION))
+        if not reply.success:
+            raise RuntimeError(f"instruction rejected: {reply.message}")
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+            if graph.check():
+                raise RuntimeError(f"{', '.join(graph.failed)} died during the demo")
+        stopped = call(StopEpisode, "/recorder/stop_episode", StopEpisode.Request(outcome="demo"))
+        if not stopped.success:
+            raise RuntimeError(f"recording did not stop cleanly: {stopped.message}")
+        bag = stopped.bag_path
+    finally:
+        graph.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    latencies = np.array([c.inference_latency for c in chunks]) if chunks else np.zeros(1)
+    reviewed = review(bag, out / "review")
+    summary = {
+        "seconds": duration,
+        "steps_executed": commands[0],
+        "chunks": len(chunks),
+        "inference_latency_p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 1),
+        "inference_latency_p95_ms": round(float(np.percentile(latencies, 95)) * 1e3, 1),
+        "bag": str(bag),
+        **{k: (str(v) if not isinstance(v, list) else [str(x) for x in v]) for k, v in reviewed.items()},
+    }
+    return summary
+
+
+def _cmd_demo(args) -> int:
+    try:
+        summary = run_demo(Path(args.out).resolve(), args.duration)
+    except RuntimeError as err:
+        print(f"octo-ros demo failed: {err}", file=sys.stderr)
+        return 1
+    print("\n=== octo-ros demo summary (untrained checkpoint) ===")
+    for key, value in summary.items():
+        print(f"{key:>26}: {value}")
+    if summary["steps_executed"] == 0 or summary["chunks"] == 0:
+        print("octo-ros demo: no commands reached the robot", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run the full graph on the simulated bimanual robot and record it")
+    p.add_argument("--out", default="out/demo", help="where the checkpoint, bag, video and plots go")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of closed-loop control")
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,158 @@
+"""The node graph of each robot setup, as data: the single source of truth that
+the ROS 2 launch files (launch/*.launch.py) and the in-repo launcher
+(`octo-ros launch`) both build from.
+
+Parameters come from ``config/<robot>.yaml`` (ROS 2 parameter-file layout), with
+``config/<robot>_sim.yaml`` layered on top for the simulated robot, then the
+launch arguments.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ROBOTS = ("widowx", "ur5", "bimanual")
+
+# The robot-side node of each setup, and the simulator that stands in for the robot.
+ADAPTERS = {"widowx": "widowx_adapter", "ur5": "ur5_adapter", "bimanual": "bimanual_adapter"}
+SIMULATORS = {"widowx": "widowx_sim", "ur5": "ur5_sim", "bimanual": "aloha_sim"}
+
+# Topic wiring that differs from the nodes' default names, per (robot, node).
+REMAPPINGS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+
+# Launch arguments shared by every launch file: name -> (default, description).
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "checkpoint": ("", "Octo checkpoint directory (official layout or converted); empty: the one in the config file"),
+    "dataset_statistics_key": ("", "dataset whose statistics unnormalize the actions; empty: the config file's"),
+    "dry_run": ("true", "compute commands without sending them to the robot"),
+    "record": ("false", "start the rollout recorder"),
+    "namespace": ("", "namespace for every node of the graph"),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph: what `ros2 run octo_ros <executable>` starts, and how."""
+
+    name: str
+    executable: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    namespace: str = ""
+    # `octo-ros launch` stops nodes in ascending order: the robot side first, so it holds
+    # the robot before its inputs disappear. (`ros2 launch` signals all nodes at once;
+    # every adapter stops an armed robot in its own shutdown either way.)
+    stop_order: int = 1
+
+    @property
+    def module(self) -> str:
+        return f"octo_ros.ros.nodes.{self.executable}"
+
+
+def config_dir() -> Path:
+    """config/ of the source tree, or share/octo_ros/config of an installed package."""
+    source = Path(__file__).resolve().parents[2] / "config"
+    if source.is_dir():
+        return source
+    from ament_index_python.packages import get_package_share_directory  # installed with colcon
+
+    return Path(get_package_share_directory("octo_ros")) / "config"
+
+
+def load_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a ROS 2 parameter file into {node_name: {param: value}}."""
+    document = yaml.safe_load(path.read_text()) or {}
+    nodes: dict[str, dict[str, Any]] = {}
+    for node_name, body in document.items():
+        if not isinstance(body, Mapping) or "ros__parameters" not in body:
+            raise ValueError(f"{path}: '{node_name}' has no ros__parameters section")
+        nodes[node_name] = dict(body["ros__parameters"] or {})
+    return nodes
+
+
+def merge_parameters(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` on top of ``base``, merging nested maps (a map in the overlay
+    changes only the keys it names); a copy, the inputs are left alone."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_parameters(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in {"true", "1", "yes", "on"}:
+        return True
+    if lowered in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"launch argument {name}:={text!r} is not a boolean (use true or false)")
+
+
+def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None = None,
+             config: Path | None = None) -> list[NodeSpec]:
+    """The nodes to start for ``robot`` (real or simulated) with the given launch arguments.
+
+    ``arguments`` holds launch arguments (see LAUNCH_ARGUMENTS) and per-node
+    parameter overrides written ``node_name.parameter`` (values as text, parsed as YAML).
+    """
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown robot '{robot}' (choose one of {', '.join(ROBOTS)})")
+    config = config or config_dir()
+    args = {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in (arguments or {}).items():
+        if key in LAUNCH_ARGUMENTS:
+            args[key] = value
+        elif "." in key:
+            node, param = key.split(".", 1)
+            overrides.setdefault(node, {})[param] = yaml.safe_load(value) if isinstance(value, str) else value
+        else:
+            raise ValueError(f"unknown launch argument '{key}' (known: {', '.join(LAUNCH_ARGUMENTS)}, or node.parameter)")
+
+    params = load_parameters(config / f"{robot}.yaml")
+    if sim:
+        params = merge_parameters(params, load_parameters(config / f"{robot}_sim.yaml"))
+
+    adapter = ADAPTERS[robot]
+    if args["checkpoint"]:
+        params.setdefault("policy", {})["checkpoint"] = args["checkpoint"]
+    if args["dataset_statistics_key"]:
+        params.setdefault("policy", {})["dataset_statistics_key"] = args["dataset_statistics_key"]
+    params.setdefault(adapter, {})["dry_run"] = _parse_bool("dry_run", args["dry_run"])
+    # the recorder stores the evidence of what drove the robot with each episode
+    recorder = params.setdefault("recorder", {})
+    recorder["checkpoint_id"] = str(params.get("policy", {}).get("checkpoint", ""))
+    recorder["dataset_statistics_key"] = str(params.get("policy", {}).get("dataset_statistics_key", ""))
+    recorder["seed"] = int(params.get("policy", {}).get("seed", 0))
+    for node, values in overrides.items():
+        params.setdefault(node, {}).update(values)
+
+    names = ["observation_buffer", "policy", adapter]
+    if sim:
+        names.append(SIMULATORS[robot])
+    if _parse_bool("record", args["record"]):
+        names.append("recorder")
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ValueError(f"parameter overrides for nodes not in the {robot} graph: {sorted(unknown)}")
+
+    namespace = args["namespace"].strip("/")
+    stop_order = {adapter: 0, SIMULATORS[robot]: 2, "recorder": 3}
+    return [
+        NodeSpec(
+            name=name,
+            executable=name,
+            parameters=params.get(name, {}),
+            remappings=REMAPPINGS.get((robot, name), ()),
+            namespace=namespace,
+            stop_order=stop_order.get(name, 1),
+        )
+        for name in names
+    ]

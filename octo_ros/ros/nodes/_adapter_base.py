@@ -1,0 +1,218 @@
+"""What the three robot adapter nodes (widowx_adapter, bimanual_adapter, ur5_adapter) share.
+
+Each adapter node:
+  sub ``action_chunk``        octo_ros_msgs/ActionChunk → ``adapter.add_chunk`` (rejections logged, throttled)
+  a control timer on the node clock (sim time works) → ``step(now)`` → robot commands only when ``out.send``
+  pub ``~/command_preview``   what would be sent, every tick (dry-run or not)
+  pub ``~/status``            std_msgs/String ``"<move|hold|estop>: <reason>"``, every tick
+  srv ``~/set_dry_run``       std_srvs/SetBool (dry-run is on at start unless ``dry_run:=false``)
+  srv ``~/estop``, ``~/reset_estop``  std_srvs/Trigger; the e-stop latches until reset
+  pub ``/diagnostics``        at 1 Hz
+Times given to the core are seconds on the node clock; stamps of chunks and states are converted
+to the same seconds.
+"""
+from __future__ import annotations
+
+import re
+
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from octo_ros.control.chunking import ChunkExecutionConfig
+from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
+from octo_ros.perception.observation import stamp_to_ns
+from octo_ros.ros.messages import NS_PER_S, chunk_from_msg
+from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle
+from octo_ros_msgs.msg import ActionChunk
+
+
+def stamp_seconds(stamp, fallback: float) -> float:
+    """A header stamp in seconds; ``fallback`` (the node's now) when the stamp is unset."""
+    ns = stamp_to_ns(stamp)
+    return ns / NS_PER_S if ns > 0 else fallback
+
+
+def _reason_kind(reason: str) -> str:
+    """A hold reason without its numbers ("chunk stale (1.2 s > 1.0 s)" → "chunk stale (# s > # s)")."""
+    return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)
+
+
+def execution_config(node, step_period: float, mode: str, exec_horizon: int, ensemble_horizon: int):
+    p = node.declare_parameter
+    return ChunkExecutionConfig(
+        step_period_s=float(p("step_period", step_period).value),
+        mode=p("execution_mode", mode).value,
+        exec_horizon=int(p("exec_horizon", exec_horizon).value),
+        ensemble_horizon=int(p("ensemble_horizon", ensemble_horizon).value),
+        exp_weight=float(p("exp_weight", 0.0).value),
+        max_future_stamp_s=float(p("max_future_stamp", 0.05).value),
+    )
+
+
+def safety_config(node, dry_run: bool) -> SafetyConfig:
+    p = node.declare_parameter
+    return SafetyConfig(dry_run=dry_run, chunk_timeout_s=float(p("chunk_timeout", 1.0).value),
+                        state_timeout_s=float(p("state_timeout", 0.25).value))
+
+
+class AdapterNodeBase(Node):
+    """Chunk input, operator services, status and diagnostics; subclasses own the robot side.
+
+    Subclasses set ``self.adapter`` (the pure core), ``self.step_period_s`` and ``self.action_dim``
+    and then call :meth:`start` with their control period.
+    """
+
+    adapter = None
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.initial_dry_run = bool(self.declare_parameter("dry_run", True).value)
+        self.warnings = WarningThrottle(self)
+        self.diagnostics = Diagnostics(self)
+        self.last_output: ControlOutput | None = None
+        self.chunks_accepted = 0
+        self.chunks_rejected = 0
+        self.commands_sent = 0
+        self.ticks = 0
+        self.clamped_ticks = 0  # since the last diagnostics report: ticks whose command a safety limit changed
+        self._last_reason_kind = ""
+
+    # --------------------------------------------------------------- set-up
+    def start(self, control_period_s: float) -> None:
+        self.preview_setup()
+        self.status_publisher = self.create_publisher(String, "~/status", 10)
+        self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        self.create_service(SetBool, "~/set_dry_run", self._on_set_dry_run)
+        self.create_service(Trigger, "~/estop", self._on_estop)
+        self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
+        self.create_timer(control_period_s, self._on_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        if not self.initial_dry_run:
+            reason = self.apply_dry_run(False)
+            if reason:
+                self.get_logger().error(f"dry_run:=false refused: {reason}; staying in dry-run")
+        for line in self.adapter.describe():
+            self.get_logger().info(line)
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / NS_PER_S
+
+    # --------------------------------------------------------------- hooks
+    def preview_setup(self) -> None:
+        raise NotImplementedError
+
+    def control_cycle(self, now: float) -> ControlOutput:
+        """One control period: step the core and send what it says to send."""
+        raise NotImplementedError
+
+    def apply_dry_run(self, dry_run: bool) -> str:
+        """Switch dry-run; '' on success, else why it was refused."""
+        self.adapter.set_dry_run(dry_run)
+        return ""
+
+    def trigger_estop(self, reason: str) -> None:
+        was_armed = not self.dry_run
+        self.adapter.estop(reason)
+        if was_armed:
+            self.stop_motion()
+
+    def stop_motion(self) -> None:
+        """Make the robot stop where it is now (e-stop, shutdown). Sending less is not
+        enough: a position-controlled driver keeps moving to the last goal it was given."""
+
+    def reset_estop(self) -> str:
+        self.adapter.reset_estop()
+        return ""
+
+    @property
+    def dry_run(self) -> bool:
+        return self.adapter.supervisor.dry_run
+
+    def extra_diagnostics(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
+        if not self.dry_run and not self.adapter.supervisor.estopped:
+            self.stop_motion()
+
+    # --------------------------------------------------------------- callbacks
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        now = self.now_s()
+        try:
+            chunk = chunk_from_msg(msg)
+        except ValueError as err:
+            self.chunks_rejected += 1
+            self.warnings.warn("chunk:malformed", f"action_chunk rejected: {err}")
+            return
+        if abs(chunk.step_period_s - self.step_period_s) > 1e-6:
+            self.chunks_rejected += 1
+            self.warnings.warn("chunk:step_period", f"action_chunk {chunk.sequence} rejected: step_period "
+                               f"{chunk.step_period_s:g} s, this adapter executes {self.step_period_s:g} s steps")
+            return
+        result = self.adapter.add_chunk(chunk.actions, chunk.stamp_ns / NS_PER_S, now)
+        if result.accepted:
+            self.chunks_accepted += 1
+        else:
+            self.chunks_rejected += 1
+            self.warnings.warn("chunk:" + " ".join(result.reason.split()[:3]),
+                               f"action_chunk {chunk.sequence} rejected: {result.reason}")
+
+    def _on_tick(self) -> None:
+        now = self.now_s()
+        out = self.control_cycle(now)
+        self.ticks += 1
+        if out.send:
+            self.commands_sent += 1
+        if out.notes:
+            self.clamped_ticks += 1
+        kind = _reason_kind(out.reason)
+        if out.status is not ControlStatus.MOVE and out.reason and kind != self._last_reason_kind:
+            self.warnings.warn(f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}")
+        self._last_reason_kind = kind
+        self.last_output = out
+        self.status_publisher.publish(String(data=f"{out.status.value}: {out.reason}"))
+        if out.target.size:
+            self.publish_preview(out, now)
+
+    def publish_preview(self, out: ControlOutput, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_set_dry_run(self, request, response):
+        reason = self.apply_dry_run(bool(request.data))
+        response.success = not reason
+        state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
+        response.message = f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"
+        (self.get_logger().warning if reason else self.get_logger().info)(response.message)
+        return response
+
+    def _on_estop(self, request, response):
+        self.trigger_estop("operator e-stop (~/estop)")
+        response.success, response.message = True, "e-stop latched; call ~/reset_estop to resume"
+        self.get_logger().error(response.message)
+        return response
+
+    def _on_reset_estop(self, request, response):
+        reason = self.reset_estop()
+        response.success = not reason
+        response.message = "e-stop reset; holding at the measured state" if not reason else f"refused: {reason}"
+        self.get_logger().warning(response.message)
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        out = self.last_output
+        if out is None:
+            level, message = WARN, "starting"
+        else:
+            level = {ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}[out.status]
+            message = out.status.value + (f": {out.reason}" if out.reason else "")
+        values = {"status": out.status.value if out else "none", "reason": out.reason if out else "",
+                  "dry_run": self.dry_run, "estopped": self.adapter.supervisor.estopped,
+                  "chunks_accepted": self.chunks_accepted, "chunks_rejected": self.chunks_rejected,
+                  "commands_sent": self.commands_sent, "ticks": self.ticks,
+                  # recorded with the episode; `octo-ros review` plots the ticks with clamps
+                  "safety_clamps": self.clamped_ticks, "last_clamp": "; ".join(out.notes) if out else ""}
+        self.clamped_ticks = 0
+        values.update(self.extra_diagnostics())
+        self.diagnostics.publish(level, message, values)

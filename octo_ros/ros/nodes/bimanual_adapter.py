@@ -1,0 +1,124 @@
+"""bimanual_adapter: 14-D ALOHA joint action chunks → two Interbotix followers through xs_sdk topics.
+
+Per follower namespace (``left_namespace`` / ``right_namespace``, default ``follower_left`` /
+``follower_right``):
+  sub ``/<ns>/joint_states``            sensor_msgs/JointState (six arm joints and ``gripper``, rad)
+  pub ``/<ns>/commands/joint_group``    interbotix_xs_msgs/JointGroupCommand ``arm``: 6 rad, only when armed
+  pub ``/<ns>/commands/joint_single``   interbotix_xs_msgs/JointSingleCommand ``gripper``: joint angle rad,
+                                        only when armed
+Commands stream at ``control_period`` (50 Hz). Action layout: [left 6 joints, left gripper (1 = open),
+right 6 joints, right gripper]; the gripper is unnormalized with each arm's ``<side>_gripper_open`` /
+``<side>_gripper_close`` joint angles (ALOHA 2 follower constants by default).
+Plus the shared adapter interface (see ``_adapter_base``): ``action_chunk`` in, ``~/command_preview``
+(sensor_msgs/JointState, ``left_waist`` … ``right_gripper``, rad), ``~/status``, ``~/set_dry_run``,
+``~/estop``, ``~/reset_estop``, ``/diagnostics``. Core: ``octo_ros.robots.bimanual.adapter.BimanualAdapter``.
+"""
+from __future__ import annotations
+
+import math
+
+from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+from sensor_msgs.msg import JointState
+
+from octo_ros.control.safety import ControlOutput
+from octo_ros.robots.bimanual.adapter import (
+    ALOHA2_FOLLOWER_GRIPPER,
+    ArmSideConfig,
+    BimanualAdapter,
+    BimanualConfig,
+)
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
+from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+    stamp_seconds,
+)
+from octo_ros.ros.support import SENSOR_QOS, run_node
+
+SIDES = ("left", "right")
+
+
+class BimanualAdapterNode(AdapterNodeBase):
+    def __init__(self, **kwargs):
+        super().__init__("bimanual_adapter", **kwargs)
+        p = self.declare_parameter
+        model = p("robot_model", "vx300s").value
+        gripper_velocity = float(p("gripper_velocity_limit", math.pi).value)  # rad/s, URDF gripper joint
+        sides = {}
+        for side in SIDES:
+            sides[side] = ArmSideConfig(
+                namespace=p(f"{side}_namespace", f"follower_{side}").value.strip("/"),
+                gripper_open_rad=float(p(f"{side}_gripper_open", ALOHA2_FOLLOWER_GRIPPER[0]).value),
+                gripper_close_rad=float(p(f"{side}_gripper_close", ALOHA2_FOLLOWER_GRIPPER[1]).value),
+                arm=model,
+                gripper_velocity_limit=gripper_velocity,
+            )
+        config = BimanualConfig(
+            left=sides["left"], right=sides["right"],
+            execution=execution_config(self, 0.02, "receding_horizon", 50, 4),
+            control_period_s=float(p("control_period", 0.02).value),
+            safety=safety_config(self, True),
+        )
+        self.adapter = BimanualAdapter(config)
+        self.step_period_s = config.execution.step_period_s
+        self.namespaces = {side: sides[side].namespace for side in SIDES}
+        self.group_pubs, self.single_pubs = {}, {}
+        self.bad_states = 0
+        self.measured: dict[str, tuple[list[float], float]] = {}  # side -> (arm joints, gripper)
+        for side, ns in self.namespaces.items():
+            self.group_pubs[side] = self.create_publisher(JointGroupCommand, f"/{ns}/commands/joint_group", 10)
+            self.single_pubs[side] = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
+            self.create_subscription(JointState, f"/{ns}/joint_states",
+                                     lambda msg, side=side: self._on_joint_states(side, msg), SENSOR_QOS)
+        self.preview_names = [f"{side}_{j}" for side in SIDES for j in (*ARM_JOINTS, "gripper")]
+        self.start(config.control_period_s)
+
+    def preview_setup(self) -> None:
+        self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
+
+    def _on_joint_states(self, side: str, msg: JointState) -> None:
+        ns = self.namespaces[side]
+        index = {n: i for i, n in enumerate(msg.name)}
+        try:
+            q = [msg.position[index[j]] for j in ARM_JOINTS]
+            gripper = msg.position[index["gripper"]]
+        except (KeyError, IndexError):
+            self.bad_states += 1
+            self.warnings.warn(f"state:{side}:joints", f"/{ns}/joint_states lacks the arm joints or 'gripper'")
+            return
+        self.measured[side] = ([float(v) for v in q], float(gripper))
+        now = self.now_s()
+        if not self.adapter.update_joint_state(side, q, gripper, stamp_seconds(msg.header.stamp, now), now=now):
+            self.bad_states += 1
+            self.warnings.warn(f"state:{side}:invalid", f"/{ns}/joint_states ignored: {self.adapter.last_state_error}")
+
+    def control_cycle(self, now: float) -> ControlOutput:
+        out = self.adapter.step(now)
+        if out.send:
+            for side, command in zip(SIDES, self.adapter.arm_commands(out)):
+                self.group_pubs[side].publish(JointGroupCommand(name="arm", cmd=[float(v) for v in command.arm]))
+                self.single_pubs[side].publish(JointSingleCommand(name="gripper", cmd=float(command.gripper)))
+        return out
+
+    def stop_motion(self) -> None:
+        for side, (arm, gripper) in self.measured.items():  # each arm's measured state as its goal
+            self.group_pubs[side].publish(JointGroupCommand(name="arm", cmd=arm))
+            self.single_pubs[side].publish(JointSingleCommand(name="gripper", cmd=gripper))
+
+    def publish_preview(self, out: ControlOutput, now: float) -> None:
+        msg = JointState(name=self.preview_names, position=[float(v) for v in out.target])
+        msg.header.stamp = ns_to_stamp(int(now * NS_PER_S))
+        self.preview_pub.publish(msg)
+
+    def extra_diagnostics(self) -> dict:
+        return {"namespaces": f"{self.namespaces['left']}, {self.namespaces['right']}", "bad_joint_states": self.bad_states}
+
+
+def main() -> None:
+    run_node(BimanualAdapterNode, "bimanual_adapter")
+
+
+if __name__ == "__main__":
+    main()

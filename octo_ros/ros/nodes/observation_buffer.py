@@ -1,0 +1,190 @@
+"""observation_buffer: camera frames + joint states → synchronised Octo observation windows.
+
+Subscribes to one topic per model image input (sensor_msgs/Image, or
+sensor_msgs/CompressedImage when the topic ends in /compressed; sensor-data QoS)
+and to joint states: ``joint_state_topic``, or several topics ``joint_state_topics``
+whose joint names get the matching ``joint_state_prefixes`` (e.g. two ALOHA followers
+with equal joint names: ``left_``, ``right_``). ``proprio_joints`` (prefixed names)
+selects the proprio vector; ``proprio_normalization.<joint>: [close, open]`` maps a
+joint to (x - close) / (open - close). At ``rate_hz`` publishes ``observation_window``
+(octo_ros_msgs/ObservationWindow) when every stream is fresh, and nothing
+otherwise. ``~/reset`` (std_srvs/Trigger) starts a new window (padded again).
+"""
+from __future__ import annotations
+
+import threading
+
+from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_srvs.srv import Trigger
+
+from octo_ros.perception.image_codec import PerceptionInputError
+from octo_ros.perception.observation import (
+    ObservationBuffer,
+    ObservationConfig,
+    ObservationStatus,
+    StatusKind,
+    stamp_to_ns,
+)
+from octo_ros.ros.messages import window_to_msg
+from octo_ros.ros.support import (
+    ERROR,
+    OK,
+    SENSOR_QOS,
+    WARN,
+    Diagnostics,
+    WarningThrottle,
+    run_node,
+)
+from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
+
+
+class ObservationBufferNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("observation_buffer", **kwargs)
+        inputs = self.declare_parameter("camera_inputs", ["image_primary"]).value
+        cameras = {}
+        for name in inputs:
+            cameras[name] = {
+                "topic": self.declare_parameter(f"cameras.{name}.topic", f"{name}/image_raw").value,
+                "height": self.declare_parameter(f"cameras.{name}.height", 256 if name == "image_primary" else 128).value,
+                "width": self.declare_parameter(f"cameras.{name}.width", 256 if name == "image_primary" else 128).value,
+                "average_crop": self.declare_parameter(f"cameras.{name}.average_crop", name == "image_primary").value,
+            }
+        joint_state = self._joint_state_sources()
+        self.proprio_joints = tuple(self.declare_parameter("proprio_joints", [""]).value)
+        if self.proprio_joints == ("",):
+            self.proprio_joints = ()
+        joint_state["joints"] = list(self.proprio_joints)
+        config = ObservationConfig.from_dict({
+            "rate_hz": self.declare_parameter("rate_hz", 5.0).value,
+            "window_size": self.declare_parameter("window_size", 2).value,
+            "slop_s": self.declare_parameter("slop_s", 0.02).value,
+            "max_image_age_s": self.declare_parameter("max_image_age_s", 0.5).value,
+            "max_joint_state_age_s": self.declare_parameter("max_joint_state_age_s", 0.25).value,
+            "max_joint_lag_s": self.declare_parameter("max_joint_lag_s", 0.1).value,
+            "cameras": cameras,
+            "joint_state": joint_state,
+            "proprio_normalization": self._proprio_normalization(),
+        })
+        self.buffer = ObservationBuffer(config)
+        self._lock = threading.Lock()
+        self.warnings = WarningThrottle(self)
+        self.diagnostics = Diagnostics(self)
+        self.windows_published = 0
+        self.last_status: ObservationStatus | None = None
+
+        for name, spec in cameras.items():
+            topic = spec["topic"]
+            msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
+            self.create_subscription(msg_type, topic, lambda msg, n=name, t=topic: self._on_image(n, t, msg), SENSOR_QOS)
+        for source in config.joint_state_sources:
+            self.create_subscription(JointState, source.topic, lambda msg, t=source.topic: self._on_joint_state(t, msg),
+                                     SENSOR_QOS)
+        self.publisher = self.create_publisher(ObservationWindowMsg, "observation_window", 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(1.0 / config.rate_hz, self._on_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f"windows of {config.window_size} steps at {config.rate_hz} Hz from "
+            + ", ".join(f"{n} <- {c['topic']}" for n, c in cameras.items())
+            + "; joint states from " + ", ".join(f"{s.topic}" + (f" (as {s.prefix}*)" if s.prefix else "")
+                                                 for s in config.joint_state_sources)
+            + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
+            + (f"; normalized [close, open]: {config.proprio_normalization}" if config.proprio_normalization else ""))
+
+    def _joint_state_sources(self) -> dict:
+        """``joint_state`` map of the core config from ``joint_state_topic`` or
+        ``joint_state_topics`` + ``joint_state_prefixes`` (same length; omitted: no prefixes)."""
+        single = self.declare_parameter("joint_state_topic", "").value  # "": joint_states
+        topics = [t for t in self.declare_parameter("joint_state_topics", [""]).value if t]
+        prefixes = list(self.declare_parameter("joint_state_prefixes", [""]).value)
+        if not topics:
+            if prefixes not in ([""], []) and len(prefixes) != 1:
+                raise ValueError(f"joint_state_prefixes {prefixes}: one prefix for joint_state_topic {single}")
+            return {"topic": single or "joint_states", "prefix": prefixes[0] if prefixes else ""}
+        if single:
+            raise ValueError(f"set joint_state_topic ({single}) or joint_state_topics ({topics}), not both")
+        if prefixes in ([""], []):
+            prefixes = [""] * len(topics)
+        if len(prefixes) != len(topics):
+            raise ValueError(f"joint_state_prefixes {prefixes} must match joint_state_topics {topics} one to one")
+        return {"sources": [{"topic": t, "prefix": p} for t, p in zip(topics, prefixes)]}
+
+    def _proprio_normalization(self) -> dict:
+        """``proprio_normalization.<joint>: [close, open]`` for joints of ``proprio_joints``."""
+        norm = {}
+        for joint in self.proprio_joints:
+            name = f"proprio_normalization.{joint}"
+            try:
+                value = self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY).value  # None: not given
+            except InvalidParameterTypeException as err:
+                raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
+            if value is not None:
+                norm[joint] = list(value)
+        # parameters given for joints that are not proprio joints were never declared;
+        # rclpy keeps every given parameter in _parameter_overrides (no public accessor)
+        unknown = sorted(name for name in getattr(self, "_parameter_overrides", {})
+                         if name.startswith("proprio_normalization.")
+                         and name.split(".", 1)[1] not in self.proprio_joints)
+        if unknown:
+            raise ValueError(f"{unknown}: not joints of proprio_joints {list(self.proprio_joints)}")
+        return norm
+
+    def _on_image(self, input_name: str, topic: str, msg) -> None:
+        try:
+            with self._lock:
+                self.buffer.add_image_msg(input_name, msg)
+        except PerceptionInputError as err:
+            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; frame dropped")
+
+    def _on_joint_state(self, topic: str, msg: JointState) -> None:
+        try:
+            with self._lock:
+                self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position, topic)
+        except PerceptionInputError as err:
+            self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; joint state dropped")
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            self.buffer.restart_window()
+        response.success = True
+        response.message = "observation window restarted"
+        return response
+
+    def _on_tick(self) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            result = self.buffer.assemble(now_ns)
+        if isinstance(result, ObservationStatus):
+            if result.kind is StatusKind.STALE and (self.last_status is None or self.last_status.kind is not StatusKind.STALE):
+                self.get_logger().warning(f"observation stale, publishing nothing: {result.reason}")
+            self.last_status = result
+            return
+        if self.last_status is not None and self.last_status.kind is StatusKind.STALE:
+            self.get_logger().info("observation streams fresh again: publishing windows")
+        self.last_status = None
+        self.publisher.publish(window_to_msg(result, self.proprio_joints))
+        self.windows_published += 1
+
+    def _publish_diagnostics(self) -> None:
+        status = self.last_status
+        if status is None:
+            level, message = (OK, "publishing windows") if self.windows_published else (WARN, "waiting for data")
+        elif status.kind is StatusKind.STALE:
+            level, message = ERROR, f"stale: {status.reason}"
+        else:
+            level, message = WARN, str(status)
+        values = {"windows_published": self.windows_published}
+        values.update({f"dropped {stream}": n for stream, n in self.buffer.drop_counts.items()})
+        self.diagnostics.publish(level, message, values)
+
+
+def main() -> None:
+    run_node(ObservationBufferNode, "observation_buffer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""ur5_adapter: Octo/berkeley_autolab_ur5 7-D delta action chunks → a UR5 through ur_rtde servoL.
+
+The RTDE connection lives in this process (``backend``: ``rtde`` = ur_rtde to ``robot_ip``, the real
+robot; ``fake`` = ``octo_ros.robots.ur5.controller_standin.FakeURController`` in-process, for simulation and tests).
+Each control period (``control_frequency``, 125 Hz for a CB-series UR5): read the TCP pose, step the
+core (``octo_ros.robots.ur5.adapter.URRTDEBackend``), stream servoL only when armed, and publish
+  ``tcp_pose``       geometry_msgs/PoseStamped, the measured TCP in the base frame (``base_frame``)
+  ``joint_states``   sensor_msgs/JointState: the six UR joints when the receive interface reports them,
+                     plus ``gripper`` = the Robotiq POS last sent (0 = open … 255 = closed)
+(what ``ur5_sim`` draws). ``~/command_preview`` is a geometry_msgs/PoseStamped of the servoL target.
+The Robotiq 2F gripper (URCap socket ``robotiq_host``:``robotiq_port``; empty host = no gripper) is
+driven from a worker thread, never from the servo loop. Leaving dry-run (``~/set_dry_run`` false)
+runs the pre-flight checks (robot mode, safety mode, program running) and arms the RTDE watchdog.
+On shutdown: servoStop + stopScript. Shared interface: see ``_adapter_base``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import JointState
+from transforms3d.quaternions import mat2quat
+
+from octo_ros.control.kinematics import rotation_exp
+from octo_ros.control.safety import ControlOutput
+from octo_ros.robots.ur5.adapter import URConfig, URRTDEBackend, create_rtde_interfaces
+from octo_ros.robots.ur5.kinematics import UR_JOINTS
+from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, robotiq_socket
+from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+)
+from octo_ros.ros.support import run_node
+
+# A conservative box in front of a UR5 base (base frame, m): 0.25–0.60 m out along +x, ±0.30 m
+# sideways, 0.05–0.45 m up. The core has no default on purpose: measure your cell and override it.
+DEFAULT_WORKSPACE_LOW = (0.25, -0.30, 0.05)
+DEFAULT_WORKSPACE_HIGH = (0.60, 0.30, 0.45)
+FAKE_INITIAL_POSE = (0.4, -0.1, 0.3, 0.0, math.pi, 0.0)
+
+
+def pose_msg(pose6, stamp_ns: int, frame_id: str) -> PoseStamped:
+    """A UR pose [x, y, z, rx, ry, rz] (rotation vector) as a PoseStamped."""
+    msg = PoseStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose6[:3])
+    w, x, y, z = mat2quat(rotation_exp(np.asarray(pose6[3:6], float)))
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = float(x), float(y), float(z), float(w)
+    return msg
+
+
+class GripperWorker:
+    """Sends Robotiq positions off the servo loop: only the newest request is kept."""
+
+    def __init__(self, gripper: RobotiqSocketGripper, logger):
+        self._gripper = gripper
+        self._logger = logger
+        self._cond = threading.Condition()
+        self._pending: int | None = None
+        self._running = True
+        self.error = ""
+        self._thread = threading.Thread(target=self._loop, name="robotiq-gripper", daemon=True)
+        self._thread.start()
+
+    def request(self, position: float) -> None:
+        with self._cond:
+            self._pending = int(round(position))
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        try:
+            self._gripper.connect()
+            self._gripper.activate()
+            self._logger.info(f"Robotiq gripper at {self._gripper.host}:{self._gripper.port} activated")
+        except (OSError, RuntimeError) as err:
+            self.error = f"Robotiq gripper unavailable: {err}"
+            self._logger.error(self.error)
+            return
+        while True:
+            with self._cond:
+                while self._running and self._pending is None:
+                    self._cond.wait()
+                if not self._running:
+                    break
+                position, self._pending = self._pending, None
+            try:
+                self._gripper.move(position)
+            except (OSError, RuntimeError) as err:
+                self.error = f"Robotiq move failed: {err}"
+                self._logger.error(self.error)
+        self._gripper.close()
+
+    def cancel(self) -> None:
+        """Drop a move that was requested but not started."""
+        with self._cond:
+            self._pending = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join(timeout=3.0)
+
+
+class UR5AdapterNode(AdapterNodeBase):
+    def __init__(self, **kwargs):
+        super().__init__("ur5_adapter", **kwargs)
+        p = self.declare_parameter
+        backend = p("backend", "rtde").value
+        robot_ip = p("robot_ip", "").value
+        defaults = URConfig(DEFAULT_WORKSPACE_LOW, DEFAULT_WORKSPACE_HIGH)
+        config = URConfig(
+            workspace_low=tuple(float(v) for v in p("workspace_low", list(DEFAULT_WORKSPACE_LOW)).value),
+            workspace_high=tuple(float(v) for v in p("workspace_high", list(DEFAULT_WORKSPACE_HIGH)).value),
+            control_frequency_hz=float(p("control_frequency", defaults.control_frequency_hz).value),
+            execution=execution_config(self, 0.2, "temporal_ensemble", 4, 4),
+            safety=safety_config(self, True),
+            gripper=robotiq_socket(),
+            max_step_translation_m=float(p("max_step_translation", defaults.max_step_translation_m).value),
+            max_step_rotation_rad=float(p("max_step_rotation", defaults.max_step_rotation_rad).value),
+            max_linear_speed_m_s=float(p("max_linear_speed", defaults.max_linear_speed_m_s).value),
+            max_angular_speed_rad_s=float(p("max_angular_speed", defaults.max_angular_speed_rad_s).value),
+            servo_lookahead_s=float(p("servo_lookahead", defaults.servo_lookahead_s).value),
+            servo_gain=float(p("servo_gain", defaults.servo_gain).value),
+            rtde_watchdog_min_hz=float(p("rtde_watchdog_min_frequency", defaults.rtde_watchdog_min_hz).value),
+        )
+        self.base_frame = p("base_frame", "base").value
+        robotiq_host = p("robotiq_host", "").value
+        robotiq_port = int(p("robotiq_port", ROBOTIQ_PORT).value)
+        fake_pose = [float(v) for v in p("fake_initial_pose", list(FAKE_INITIAL_POSE)).value]
+        if backend == "rtde":
+            if not robot_ip:
+                raise ValueError("parameter 'robot_ip' is required with backend 'rtde' (or use backend:=fake)")
+            connect = create_rtde_interfaces
+        elif backend == "fake":
+            from octo_ros.robots.ur5.controller_standin import FakeURController
+
+            self.fake = FakeURController(initial_pose=tuple(fake_pose))
+            connect = self.fake.connect
+            robot_ip = robot_ip or "fake"
+        else:
+            raise ValueError(f"backend must be 'rtde' or 'fake', got {backend!r}")
+        self.backend_name = backend
+        self.backend = URRTDEBackend(config, robot_ip, connect=connect)
+        self.adapter = self.backend.adapter
+        self.step_period_s = config.execution.step_period_s
+        self.get_logger().info(f"UR backend {backend} ({robot_ip}); servoL at {config.control_frequency_hz:g} Hz")
+        self.gripper_worker = None
+        if robotiq_host:
+            self.gripper_worker = GripperWorker(RobotiqSocketGripper(robotiq_host, robotiq_port), self.get_logger())
+        self.gripper_sent = float(config.gripper.robot_open)  # what the gripper was last told (POS)
+        self.tcp_pub = self.create_publisher(PoseStamped, "tcp_pose", 10)
+        self.js_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.servo_calls = 0
+        self.start(config.control_period_s)
+
+    def preview_setup(self) -> None:
+        self.preview_pub = self.create_publisher(PoseStamped, "~/command_preview", 10)
+
+    # ----------------------------------------------------------------- control
+    def control_cycle(self, now: float) -> ControlOutput:
+        cycle = self.backend.cycle(now)
+        out = cycle.output
+        if cycle.servo_sent:
+            self.servo_calls += 1
+        if out.send_gripper and out.gripper is not None:
+            self.gripper_sent = float(out.gripper)
+            if self.gripper_worker is not None:
+                self.gripper_worker.request(out.gripper)
+        self._publish_robot_state(now)
+        return out
+
+    def _publish_robot_state(self, now: float) -> None:
+        receive = self.backend.receive
+        if not receive.isConnected():
+            return
+        stamp_ns = int(now * NS_PER_S)
+        pose = receive.getActualTCPPose()
+        if len(pose) == 6 and np.all(np.isfinite(pose)):
+            self.tcp_pub.publish(pose_msg(pose, stamp_ns, self.base_frame))
+        js = JointState()
+        js.header.stamp = ns_to_stamp(stamp_ns)
+        get_q = getattr(receive, "getActualQ", None)  # the fake controller models the TCP only
+        q = list(get_q()) if get_q is not None else []
+        if len(q) == 6:
+            js.name, js.position = list(UR_JOINTS), [float(v) for v in q]
+        js.name.append("gripper")
+        js.position.append(self.gripper_sent)
+        self.js_pub.publish(js)
+
+    def publish_preview(self, out: ControlOutput, now: float) -> None:
+        self.preview_pub.publish(pose_msg(out.target, int(now * NS_PER_S), self.base_frame))
+
+    # ----------------------------------------------------------------- operator
+    def apply_dry_run(self, dry_run: bool) -> str:
+        if dry_run:
+            self.backend.disarm()
+            return ""
+        return self.backend.arm(self.now_s())
+
+    def reset_estop(self) -> str:
+        if not self.dry_run:
+            reason = self.backend.preflight()
+            if reason:
+                return f"robot not ready ({reason}); fix it or switch to dry-run first"
+        self.adapter.reset_estop()
+        return ""
+
+    def stop_motion(self) -> None:
+        # the arm itself: the next control cycle sees the e-stop and calls servoStop;
+        # a gripper move queued before the e-stop must not run after it
+        if self.gripper_worker is not None:
+            self.gripper_worker.cancel()
+
+    def extra_diagnostics(self) -> dict:
+        values = {"backend": self.backend_name, "servo_calls": self.servo_calls, "gripper_pos": self.gripper_sent}
+        if self.gripper_worker is not None and self.gripper_worker.error:
+            values["gripper_error"] = self.gripper_worker.error
+        return values
+
+    def close(self) -> None:
+        try:
+            super().close()
+            self.backend.shutdown()  # servoStop + stopScript
+            # not the node's logger: its /rosout publisher is gone once the context is shut down
+            rclpy.logging.get_logger("octo_ros.ur5_adapter").info("shut down: servo stopped, RTDE control script stopped")
+        finally:
+            if self.gripper_worker is not None:
+                self.gripper_worker.close()
+
+
+def main() -> None:
+    run_node(UR5AdapterNode, "ur5_adapter")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""ur5_sim: the UR5's camera. The arm itself is simulated inside the ur5 adapter's process
+(``octo_ros.robots.ur5.controller_standin.FakeURController`` stands in for ur_rtde there); this node draws it
+from what the adapter publishes about it, over a table-top scene.
+
+  sub ``tcp_pose_topic``     geometry_msgs/PoseStamped, the TCP in the robot base frame → IK → drawn arm
+  sub ``joint_states_topic`` sensor_msgs/JointState: the six UR joints (``shoulder_pan_joint`` …), used
+                             directly when present; entry ``gripper_joint`` sets the gripper opening,
+                             (value − gripper_open_value) / (gripper_closed_value − gripper_open_value)
+                             = fraction closed (defaults: Robotiq POS, 0 = open … 255 = closed)
+  pub ``camera_topic``       sensor_msgs/Image rgb8, sensor-data QoS, at ``render_rate``
+Stamps: the newest input's stamp when ``stamp_from_input`` (the default: the image shows the
+state at that time), else the node clock.
+"""
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import JointState
+from transforms3d.quaternions import quat2mat
+
+from octo_ros.control.kinematics import rotation_log
+from octo_ros.robots.ur5.kinematics import UR_JOINTS
+from octo_ros.robots.ur5.sim import UR5Scene, UR5SceneConfig, ur5_capsules
+from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg
+from octo_ros.ros.support import run_node
+from octo_ros.sim.render import render_scene
+
+
+class UR5SimNode(SimNodeBase):
+    def __init__(self):
+        super().__init__("ur5_sim")
+        p = self.declare_parameter
+        cfg = UR5SceneConfig(image_width=int(p("image_width", 320).value), image_height=int(p("image_height", 240).value),
+                             tcp_offset=float(p("tcp_offset", 0.0).value))
+        self.scene = UR5Scene(cfg)
+        self.gripper_joint = p("gripper_joint", "gripper").value
+        self.g_open = float(p("gripper_open_value", 0.0).value)
+        self.g_closed = float(p("gripper_closed_value", 255.0).value)
+        self.stamp_from_input = bool(p("stamp_from_input", True).value)
+        self.frame_id = p("camera_frame_id", "camera_color_optical_frame").value
+        self.last_input_stamp = None
+        self.ik_failures_logged = 0
+        self.create_subscription(PoseStamped, p("tcp_pose_topic", "tcp_pose").value, self._on_pose, 10)
+        self.create_subscription(JointState, p("joint_states_topic", "joint_states").value, self._on_joints, 10)
+        self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
+        self.create_steady_timer(1.0, self._diagnostics)
+        self.start_render_thread(self._render_once)
+        self.get_logger().info(f"UR5 camera sim at {self.render_rate:g} Hz")
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        o, q = msg.pose.position, msg.pose.orientation
+        try:
+            rotvec = rotation_log(quat2mat([q.w, q.x, q.y, q.z]))
+        except ValueError:
+            return
+        with self.lock:
+            if not self.scene.set_tcp_pose([o.x, o.y, o.z, *rotvec]):
+                self.get_logger().warn(f"no IK solution for TCP pose {o.x:.3f} {o.y:.3f} {o.z:.3f}",
+                                       throttle_duration_sec=2.0)
+            self.last_input_stamp = msg.header.stamp
+
+    def _on_joints(self, msg: JointState) -> None:
+        index = {n: i for i, n in enumerate(msg.name)}
+        with self.lock:
+            if all(j in index for j in UR_JOINTS) and len(msg.position) == len(msg.name):
+                try:
+                    self.scene.set_joint_positions([msg.position[index[j]] for j in UR_JOINTS])
+                except ValueError:
+                    return
+                self.last_input_stamp = msg.header.stamp
+            if self.gripper_joint in index and index[self.gripper_joint] < len(msg.position):
+                v = msg.position[index[self.gripper_joint]]
+                self.scene.set_gripper((v - self.g_open) / (self.g_closed - self.g_open))
+                self.last_input_stamp = msg.header.stamp
+
+    def _render_once(self, _ctx) -> None:
+        with self.lock:
+            q, g, stamp = self.scene.q.copy(), self.scene.gripper_closed, self.last_input_stamp
+        img = render_scene(self.scene.camera(), self.scene.scene, ur5_capsules(q, g))
+        if stamp is None or not self.stamp_from_input:
+            stamp = self.get_clock().now().to_msg()
+        self.img_pub.publish(image_msg(img, stamp, self.frame_id))
+        self.frames_published += 1
+
+    def _diagnostics(self) -> None:
+        with self.lock:
+            values = {"q": np.round(self.scene.q, 3).tolist(), "ik_failures": self.scene.ik_failures,
+                      "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
+        self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
+
+
+def main() -> None:
+    run_node(UR5SimNode, "ur5_sim")
+
+
+if __name__ == "__main__":
+    main()

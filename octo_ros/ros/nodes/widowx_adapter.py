@@ -1,0 +1,108 @@
+"""widowx_adapter: Octo/Bridge 7-D delta action chunks → a WidowX through the Interbotix xs_sdk topics.
+
+Under ``/<robot_name>/`` (default ``wx250s``):
+  sub ``joint_states``             sensor_msgs/JointState (the six arm joints by name)
+  pub ``commands/joint_group``     interbotix_xs_msgs/JointGroupCommand ``arm``: 6 rad, only when armed
+  pub ``commands/joint_single``    interbotix_xs_msgs/JointSingleCommand ``gripper``: PWM, only when armed
+Plus the shared adapter interface (see ``_adapter_base``): ``action_chunk`` in, ``~/command_preview``
+(sensor_msgs/JointState: the six arm joints in rad, then ``gripper`` = the PWM command),
+``~/status``, ``~/set_dry_run``, ``~/estop``, ``~/reset_estop``, ``/diagnostics``.
+Mapping, safety limits and chunk execution are ``octo_ros.robots.widowx.adapter.WidowXAdapter``.
+The arm must be inside the workspace box (e.g. at Bridge's start pose) before it moves.
+"""
+from __future__ import annotations
+
+from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+from sensor_msgs.msg import JointState
+
+from octo_ros.control.safety import ControlOutput
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
+from octo_ros.robots.widowx.adapter import WidowXAdapter, WidowXConfig, interbotix_pwm
+from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.nodes._adapter_base import (
+    AdapterNodeBase,
+    execution_config,
+    safety_config,
+    stamp_seconds,
+)
+from octo_ros.ros.support import SENSOR_QOS, run_node
+
+
+class WidowXAdapterNode(AdapterNodeBase):
+    def __init__(self, **kwargs):
+        super().__init__("widowx_adapter", **kwargs)
+        p = self.declare_parameter
+        self.robot_name = p("robot_name", "wx250s").value.strip("/")
+        # left_finger (m) above this: the gripper is open (wx250s fingers: 0.015 closed – 0.037 m open)
+        self.finger_open_above = float(p("finger_open_above", 0.026).value)
+        defaults = WidowXConfig()
+        config = WidowXConfig(
+            arm=p("robot_model", "wx250s").value,
+            execution=execution_config(self, 0.2, "temporal_ensemble", 4, 4),
+            control_period_s=float(p("control_period", defaults.control_period_s).value),
+            safety=safety_config(self, True),
+            gripper=interbotix_pwm(float(p("gripper_pwm", 250.0).value)),
+            workspace_low=tuple(float(v) for v in p("workspace_low", list(defaults.workspace_low)).value),
+            workspace_high=tuple(float(v) for v in p("workspace_high", list(defaults.workspace_high)).value),
+            max_step_translation_m=float(p("max_step_translation", defaults.max_step_translation_m).value),
+            max_step_rotation_rad=float(p("max_step_rotation", defaults.max_step_rotation_rad).value),
+        )
+        self.adapter = WidowXAdapter(config)
+        self.step_period_s = config.execution.step_period_s
+        ns = self.robot_name
+        self.group_pub = self.create_publisher(JointGroupCommand, f"/{ns}/commands/joint_group", 10)
+        self.single_pub = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
+        self.create_subscription(JointState, f"/{ns}/joint_states", self._on_joint_states, SENSOR_QOS)
+        self.bad_states = 0
+        self.measured_q: list[float] | None = None
+        self.start(config.control_period_s)
+
+    def preview_setup(self) -> None:
+        self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        index = {n: i for i, n in enumerate(msg.name)}
+        try:
+            q = [msg.position[index[j]] for j in ARM_JOINTS]
+        except (KeyError, IndexError):
+            self.bad_states += 1
+            self.warnings.warn("state:joints", f"/{self.robot_name}/joint_states lacks the arm joints {ARM_JOINTS}")
+            return
+        self.measured_q = [float(v) for v in q]
+        finger = index.get("left_finger")
+        gripper_open = None if finger is None else bool(msg.position[finger] > self.finger_open_above)
+        now = self.now_s()
+        if not self.adapter.update_joint_state(q, stamp_seconds(msg.header.stamp, now), gripper_open=gripper_open, now=now):
+            self.bad_states += 1
+            self.warnings.warn("state:invalid",
+                               f"/{self.robot_name}/joint_states ignored: {self.adapter.last_state_error}")
+
+    def control_cycle(self, now: float) -> ControlOutput:
+        out = self.adapter.step(now)
+        if out.send:
+            self.group_pub.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in out.target]))
+        if out.send_gripper and out.gripper is not None:
+            self.single_pub.publish(JointSingleCommand(name="gripper", cmd=float(out.gripper)))
+        return out
+
+    def stop_motion(self) -> None:
+        if self.measured_q is not None:  # the measured joints as the goal: the driver stops there
+            self.group_pub.publish(JointGroupCommand(name="arm", cmd=self.measured_q))
+        self.single_pub.publish(JointSingleCommand(name="gripper", cmd=0.0))  # PWM 0: the gripper stops
+
+    def publish_preview(self, out: ControlOutput, now: float) -> None:
+        msg = JointState(name=[*ARM_JOINTS, "gripper"])
+        msg.header.stamp = ns_to_stamp(int(now * NS_PER_S))
+        msg.position = [float(v) for v in out.target] + [float(out.gripper if out.gripper is not None else 0.0)]
+        self.preview_pub.publish(msg)
+
+    def extra_diagnostics(self) -> dict:
+        return {"robot_name": self.robot_name, "bad_joint_states": self.bad_states}
+
+
+def main() -> None:
+    run_node(WidowXAdapterNode, "widowx_adapter")
+
+
+if __name__ == "__main__":
+    main()
