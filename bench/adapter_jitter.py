@@ -89,8 +89,8 @@ def measure(robot: str, seconds: float, log) -> dict:
     from sensor_msgs.msg import JointState
     from std_srvs.srv import SetBool
 
-    from octo_ros.perception.observation import stamp_to_ns
     from octo_ros.ros.messages import ns_to_stamp
+    from octo_ros.timebase import stamp_to_ns
     from octo_ros_msgs.msg import ActionChunk
 
     adapter, sim, a_params, s_params, period, step, horizon, dim = ROBOTS[robot]

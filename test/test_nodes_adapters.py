@@ -14,7 +14,8 @@ from std_srvs.srv import SetBool, Trigger
 from octo_ros.control.kinematics import forward_kinematics, solve_ik
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, pose_from_bridge_state
-from octo_ros.ros.messages import ns_to_stamp, stamp_to_ns
+from octo_ros.ros.messages import ns_to_stamp
+from octo_ros.timebase import stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
 
 

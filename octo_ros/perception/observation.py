@@ -54,6 +54,7 @@ from octo_ros.perception.image_codec import (
     ensure_rgb_uint8,
     resize_like_octo,
 )
+from octo_ros.timebase import NS_PER_S, seconds_to_ns, stamp_to_ns
 
 __all__ = [
     "CameraInputConfig",
@@ -69,11 +70,8 @@ __all__ = [
     "UnknownInputError",
     "StampOrderError",
     "JointStateError",
-    "stamp_to_ns",
     "DEFAULT_RESOLUTIONS",
 ]
-
-NS_PER_S = 1_000_000_000
 
 #: Model resolutions (height, width) of the standard Octo inputs.
 DEFAULT_RESOLUTIONS = {"image_primary": (256, 256), "image_wrist": (128, 128)}
@@ -104,10 +102,6 @@ class JointStateError(ObservationInputError):
 
 
 # --------------------------------------------------------------------------- config
-
-
-def _s_to_ns(seconds: float) -> int:
-    return int(round(float(seconds) * NS_PER_S))
 
 
 @dataclass(frozen=True)
@@ -468,7 +462,7 @@ class ObservationConfig:
         }
         for k_s, k_ns in seconds.items():
             if k_s in d:
-                kwargs[k_ns] = _s_to_ns(d.pop(k_s))
+                kwargs[k_ns] = seconds_to_ns(d.pop(k_s))
         for k in ("window_size", "image_queue_size", "joint_queue_size"):
             if k in d:
                 kwargs[k] = int(d.pop(k))
@@ -573,11 +567,6 @@ class _Step:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """``builtin_interfaces/Time``-like (``sec``, ``nanosec``) -> int nanoseconds."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
 def _fmt_ms(ns: int) -> str:

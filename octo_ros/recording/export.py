@@ -42,6 +42,7 @@ from typing import Iterable
 import numpy as np
 
 from octo_ros.recording.reading import Episode, load_episode
+from octo_ros.timebase import NS_PER_S, ns_to_seconds
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -91,7 +92,7 @@ def resample(ep: Episode, fps: float | None = None) -> Steps:
         raise ExportError(f"{ep.bag}: a camera has no frame")
     t0 = max(firsts)
     t_end = max(int(c.times[-1]) for c in ep.cameras)
-    period = 1e9 / rate
+    period = NS_PER_S / rate
     n = int(np.floor((t_end - t0) / period)) + 1 if t_end >= t0 else 0
     if n < 1:
         raise ExportError(f"{ep.bag}: no time where every stream has data")
@@ -423,7 +424,7 @@ def export_rlds_npz(bags: Iterable[str | Path], out: str | Path, *, fps: float |
             "language_instruction": np.array([s.instruction] * n),
             "is_first": np.arange(n) == 0, "is_last": is_last, "is_terminal": is_last & success,
             "discount": np.ones(n, np.float32), "reward": reward,
-            "timestamp": ((s.times_ns - s.times_ns[0]) / 1e9).astype(np.float64),
+            "timestamp": ns_to_seconds(s.times_ns - s.times_ns[0]).astype(np.float64),
             "episode_metadata/file_path": np.array(str(ep.bag)),
             "episode_metadata/outcome": np.array(str(ep.metadata.get("outcome", ""))),
             "episode_metadata/json": np.array(json.dumps(ep.metadata, sort_keys=True)),

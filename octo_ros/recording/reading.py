@@ -25,6 +25,7 @@ import numpy as np
 
 from octo_ros.perception.observation import JointStateError, ProprioLayout
 from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
+from octo_ros.timebase import ns_to_seconds, stamp_to_ns
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -71,7 +72,7 @@ class Chunks:
             return None, -1, -1
         a = self.actions[i]
         period = self.step_period[i] if self.step_period[i] > 0 else 0.2
-        row = int(np.clip(np.floor((t_ns - self.stamps[i]) / 1e9 / period + 1e-6), 0, a.shape[0] - 1))
+        row = int(np.clip(np.floor(ns_to_seconds(t_ns - self.stamps[i]) / period + 1e-6), 0, a.shape[0] - 1))
         return a[row], i, row
 
 
@@ -103,10 +104,6 @@ class Episode:
             return None
         i = int(np.searchsorted(self.state_times, t_ns, side="right")) - 1
         return None if i < 0 else self.states[i]
-
-
-def _ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def deserialize(reader, raw: bytes, msgtype: str):
@@ -171,7 +168,7 @@ def load_episode(bag: str | Path) -> Episode:
         msgs = by_topic[chunk_topic]
         chunks = Chunks(
             times=np.array([t for t, _ in msgs], dtype=np.int64),
-            stamps=np.array([_ns(m.header.stamp) for _, m in msgs], dtype=np.int64),
+            stamps=np.array([stamp_to_ns(m.header.stamp) for _, m in msgs], dtype=np.int64),
             sequence=np.array([m.sequence for _, m in msgs], dtype=np.int64),
             actions=[np.asarray(m.actions, dtype=np.float32).reshape(int(m.horizon), int(m.action_dim)) for _, m in msgs],
             step_period=np.array([m.step_period for _, m in msgs], dtype=np.float64),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from octo_ros.recording.reading import Episode, gripper_dim, load_episode
+from octo_ros.timebase import ns_to_seconds
 
 
 def _overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -52,13 +53,13 @@ def render_video(ep: Episode, path: Path) -> int:
     times = primary.times
     if len(times) == 0:
         return 0
-    fps = max(1, int(round((len(times) - 1) / max((times[-1] - times[0]) / 1e9, 1e-9)))) if len(times) > 1 else 1
+    fps = max(1, int(round((len(times) - 1) / max(ns_to_seconds(times[-1] - times[0]), 1e-9)))) if len(times) > 1 else 1
     g = gripper_dim(ep)
     writer = None
     for i, t in enumerate(times):
         frames = [primary.frame(i)] + [c.frame(j) for c in ep.cameras[1:] if (j := c.index_at(int(t))) >= 0]
         frame = _side_by_side(frames)
-        lines = [f"{ep.instruction or '(no instruction)'}", f"t = {(t - ep.start_ns) / 1e9:6.2f} s"]
+        lines = [f"{ep.instruction or '(no instruction)'}", f"t = {ns_to_seconds(t - ep.start_ns):6.2f} s"]
         if ep.chunks is not None:
             a, ci, row = ep.chunks.action_at(int(t))
             if a is None:
@@ -81,7 +82,7 @@ def _grid(start_ns: int, end_ns: int, n: int) -> np.ndarray:
 
 
 def _seconds(ep: Episode, t: np.ndarray) -> np.ndarray:
-    return (np.asarray(t, dtype=np.float64) - ep.start_ns) / 1e9
+    return ns_to_seconds(np.asarray(t, dtype=np.float64) - ep.start_ns)
 
 
 GRIPPER_LABEL = "gripper [0 closed, 1 open]"  # Octo's convention (Bridge, ALOHA normalized)
@@ -118,7 +119,7 @@ def action_groups(names: list[str]) -> list[tuple[str, str, list[int]]]:
 def _action_samples(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
     """(times, actions): the executed row of the newest chunk, sampled at half the step period."""
     period = float(np.median(ep.chunks.step_period)) if np.any(ep.chunks.step_period > 0) else 0.2
-    n = int(np.clip((int(ep.end_ns) - int(ep.chunks.times[0])) / (period / 2 * 1e9), 2, 20_000))
+    n = int(np.clip(ns_to_seconds(int(ep.end_ns) - int(ep.chunks.times[0])) / (period / 2), 2, 20_000))
     t = _grid(ep.chunks.times[0], ep.end_ns, n)
     return t, np.stack([ep.chunks.action_at(int(x))[0] for x in t])
 

@@ -21,9 +21,6 @@ ROBOTS = ("widowx", "ur5", "bimanual")
 ADAPTERS = {"widowx": "widowx_adapter", "ur5": "ur5_adapter", "bimanual": "bimanual_adapter"}
 SIMULATORS = {"widowx": "widowx_sim", "ur5": "ur5_sim", "bimanual": "aloha_sim"}
 
-# Topic wiring that differs from the nodes' default names, per (robot, node).
-REMAPPINGS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
-
 # Launch arguments shared by every launch file: name -> (default, description).
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "checkpoint": ("", "Octo checkpoint directory (official layout or converted); empty: the one in the config file"),
@@ -150,7 +147,6 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
             name=name,
             executable=name,
             parameters=params.get(name, {}),
-            remappings=REMAPPINGS.get((robot, name), ()),
             namespace=namespace,
             stop_order=stop_order.get(name, 1),
         )

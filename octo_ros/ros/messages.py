@@ -12,15 +12,14 @@ from sensor_msgs.msg import Image
 
 from octo_ros.control.chunking import POLICY_SOURCE
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
-from octo_ros.perception.observation import ObservationWindow, stamp_to_ns
+from octo_ros.perception.observation import ObservationWindow
+from octo_ros.timebase import split_ns, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk, CameraWindow
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
-NS_PER_S = 1_000_000_000
-
 
 def ns_to_stamp(ns: int) -> Time:
-    sec, nanosec = divmod(int(ns), NS_PER_S)
+    sec, nanosec = split_ns(ns)
     return Time(sec=sec, nanosec=nanosec)
 
 

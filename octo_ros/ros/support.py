@@ -17,6 +17,7 @@ from rclpy.executors import (
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
+    HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
     qos_profile_sensor_data,
@@ -26,7 +27,13 @@ from rclpy.signals import SignalHandlerOptions
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
 # "Latched" topics (goal image, instruction): a late subscriber still gets the last message.
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Observation windows into the policy: only the newest matters, two cover a window arriving mid-take.
+WINDOW_QOS = QoSProfile(depth=2)
+# Everything else the recorder subscribes to: reliable, deep enough for bursts between flushes.
+RELIABLE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABLE_QOS}
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 
@@ -55,11 +62,12 @@ class WarningThrottle:
 
 
 class Diagnostics:
-    """Publishes one DiagnosticStatus for the node on /diagnostics."""
+    """Publishes one DiagnosticStatus for the node on /diagnostics (``name``: the node's
+    fully qualified name unless given)."""
 
-    def __init__(self, node: Node, hardware_id: str = ""):
+    def __init__(self, node: Node, hardware_id: str = "", name: str = ""):
         self._node = node
-        self._name = f"{node.get_namespace().rstrip('/')}/{node.get_name()}".lstrip("/")
+        self._name = name or f"{node.get_namespace().rstrip('/')}/{node.get_name()}".lstrip("/")
         self._hardware_id = hardware_id
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 

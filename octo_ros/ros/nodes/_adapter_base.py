@@ -21,16 +21,16 @@ from std_srvs.srv import SetBool, Trigger
 
 from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
-from octo_ros.perception.observation import stamp_to_ns
-from octo_ros.ros.messages import NS_PER_S, chunk_from_msg
+from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle
+from octo_ros.timebase import ns_to_seconds, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
 
 
 def stamp_seconds(stamp, fallback: float) -> float:
     """A header stamp in seconds; ``fallback`` (the node's now) when the stamp is unset."""
     ns = stamp_to_ns(stamp)
-    return ns / NS_PER_S if ns > 0 else fallback
+    return ns_to_seconds(ns) if ns > 0 else fallback
 
 
 def _reason_kind(reason: str) -> str:
@@ -96,7 +96,7 @@ class AdapterNodeBase(Node):
             self.get_logger().info(line)
 
     def now_s(self) -> float:
-        return self.get_clock().now().nanoseconds / NS_PER_S
+        return ns_to_seconds(self.get_clock().now().nanoseconds)
 
     # --------------------------------------------------------------- hooks
     def preview_setup(self) -> None:
@@ -151,7 +151,7 @@ class AdapterNodeBase(Node):
             self.warnings.warn("chunk:step_period", f"action_chunk {chunk.sequence} rejected: step_period "
                                f"{chunk.step_period_s:g} s, this adapter executes {self.step_period_s:g} s steps")
             return
-        result = self.adapter.add_chunk(chunk.actions, chunk.stamp_ns / NS_PER_S, now)
+        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now)
         if result.accepted:
             self.chunks_accepted += 1
         else:

@@ -15,25 +15,25 @@ from typing import Callable
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
 from octo_ros.robots.interbotix.driver_standin import JointStateSample
-from octo_ros.ros.messages import NS_PER_S, image_to_msg, ns_to_stamp
+from octo_ros.ros.messages import image_to_msg, ns_to_stamp
+from octo_ros.ros.support import SENSOR_QOS, Diagnostics
+from octo_ros.timebase import ns_to_seconds, seconds_to_ns, stamp_to_ns
 
 STEADY = ClockType.STEADY_TIME
 
 
 def seconds_to_stamp(t: float) -> Time:
-    return ns_to_stamp(int(round(t * NS_PER_S)))
+    return ns_to_stamp(seconds_to_ns(t))
 
 
 def image_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
-    return image_to_msg(rgb, stamp.sec * NS_PER_S + stamp.nanosec, frame_id)
+    return image_to_msg(rgb, stamp_to_ns(stamp), frame_id)
 
 
 def joint_state_msg(sample: JointStateSample, stamp: Time, prefix: str = "") -> JointState:
@@ -58,7 +58,7 @@ class SimNodeBase(Node):
         if not self.render_rate > 0:
             raise ValueError("render_rate must be > 0")
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10) if self.sim_time else None
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diagnostics = Diagnostics(self, hardware_id="simulation", name=f"{self.get_name()}: simulator")
         self._render_stop = threading.Event()
         self._render_thread: threading.Thread | None = None
         self.frames_published = 0
@@ -77,13 +77,13 @@ class SimNodeBase(Node):
             self.clock_pub.publish(ClockMsg(clock=seconds_to_stamp(sim_seconds)))
 
     def steady_now(self) -> float:
-        return self.steady.now().nanoseconds / NS_PER_S
+        return ns_to_seconds(self.steady.now().nanoseconds)
 
     def create_steady_timer(self, rate_hz: float, callback: Callable[[], None]):
         return self.create_timer(1.0 / rate_hz, callback, clock=self.steady)
 
     def image_publisher(self, topic: str):
-        return self.create_publisher(Image, topic, qos_profile_sensor_data)
+        return self.create_publisher(Image, topic, SENSOR_QOS)
 
     # rendering thread ---------------------------------------------------------------------------
     def start_render_thread(self, render_once: Callable[[], None], setup=None, teardown=None) -> None:
@@ -113,15 +113,6 @@ class SimNodeBase(Node):
         if self._render_thread is not None:
             self._render_thread.join(timeout=5.0)
             self._render_thread = None
-
-    # diagnostics --------------------------------------------------------------------------------
-    def publish_diagnostics(self, level: bytes, message: str, values: dict) -> None:
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: simulator", message=message,
-                                  hardware_id="simulation")
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(arr)
 
     def close(self) -> None:
         self.stop_render_thread()

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.robots.bimanual.sim import ARMS, AlohaRenderer, AlohaSim, AlohaSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
-from octo_ros.ros.support import run_node
+from octo_ros.ros.support import OK, run_node
 
 # Real ALOHA camera names for gym-aloha's cameras (Octo's ALOHA example feeds ``top`` as primary).
 REAL_CAMERA_NAMES = {"top": "cam_high", "angle": "cam_low", "left_wrist": "cam_left_wrist",
@@ -136,7 +135,7 @@ class AlohaSimNode(SimNodeBase):
         with self.lock:
             values = {"sim_time": f"{self.now_sim():.3f}", "violations": len(self.sim.violations),
                       "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
+        self.diagnostics.publish(OK, "running", values)
 
 
 def main() -> None:

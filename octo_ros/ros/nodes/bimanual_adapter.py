@@ -28,7 +28,7 @@ from octo_ros.robots.bimanual.adapter import (
     BimanualConfig,
 )
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
-from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
@@ -36,6 +36,7 @@ from octo_ros.ros.nodes._adapter_base import (
     stamp_seconds,
 )
 from octo_ros.ros.support import SENSOR_QOS, run_node
+from octo_ros.timebase import seconds_to_ns
 
 SIDES = ("left", "right")
 
@@ -109,7 +110,7 @@ class BimanualAdapterNode(AdapterNodeBase):
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
         msg = JointState(name=self.preview_names, position=[float(v) for v in out.target])
-        msg.header.stamp = ns_to_stamp(int(now * NS_PER_S))
+        msg.header.stamp = ns_to_stamp(seconds_to_ns(now))
         self.preview_pub.publish(msg)
 
     def extra_diagnostics(self) -> dict:

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -38,6 +37,7 @@ from octo_ros.ros.support import (
     LATCHED_QOS,
     OK,
     WARN,
+    WINDOW_QOS,
     Diagnostics,
     WarningThrottle,
     run_node,
@@ -108,7 +108,7 @@ class PolicyNode(Node):
         tasks_group = MutuallyExclusiveCallbackGroup()
         self.chunk_publisher = self.create_publisher(ActionChunk, "action_chunk", 10)
         self.status_publisher = self.create_publisher(PolicyStatus, "~/status", 10)
-        self.create_subscription(ObservationWindow, "observation_window", self._on_window, QoSProfile(depth=2))
+        self.create_subscription(ObservationWindow, "observation_window", self._on_window, WINDOW_QOS)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction, callback_group=tasks_group)
         self.create_service(Trigger, "~/clear_task", self._on_clear_task, callback_group=tasks_group)
         self.create_subscription(String, "instruction", self._on_instruction_topic, LATCHED_QOS, callback_group=tasks_group)

@@ -31,13 +31,6 @@ import importlib
 import threading
 
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
 
 from octo_ros.recording.bag import (
     EpisodeBagWriter,
@@ -47,7 +40,7 @@ from octo_ros.recording.bag import (
     unfinished_bags,
 )
 from octo_ros.recording.types import normalize_type, recording_types
-from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, run_node
+from octo_ros.ros.support import ERROR, OK, QOS_BY_KIND, RELIABLE_QOS, WARN, Diagnostics, run_node
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 
@@ -61,15 +54,6 @@ def default_qos_kind(topic: str, msgtype: str) -> str:
     if msgtype in IMAGE_TYPES:
         return "sensor"
     return "reliable"
-
-
-def qos_profile(kind: str) -> QoSProfile:
-    if kind == "sensor":
-        return qos_profile_sensor_data
-    if kind == "latched":
-        return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    return QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def message_class(msgtype: str):
@@ -176,7 +160,7 @@ class RecorderNode(Node):
                 continue
             spec = TopicSpec(name, msgtype, kind or default_qos_kind(name, msgtype))
             self.create_subscription(cls, name, lambda data, s=spec: self._on_message(s, data),
-                                     qos_profile(spec.qos), raw=True)
+                                     QOS_BY_KIND.get(spec.qos, RELIABLE_QOS), raw=True)
             self.specs[name] = spec
             del self.pending[name]
             with self._lock:

@@ -29,13 +29,14 @@ from octo_ros.control.safety import ControlOutput
 from octo_ros.robots.ur5.adapter import URConfig, URRTDEBackend, create_rtde_interfaces
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, robotiq_socket
-from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
     safety_config,
 )
 from octo_ros.ros.support import run_node
+from octo_ros.timebase import seconds_to_ns
 
 # A conservative box in front of a UR5 base (base frame, m): 0.25–0.60 m out along +x, ±0.30 m
 # sideways, 0.05–0.45 m up. The core has no default on purpose: measure your cell and override it.
@@ -181,7 +182,7 @@ class UR5AdapterNode(AdapterNodeBase):
         receive = self.backend.receive
         if not receive.isConnected():
             return
-        stamp_ns = int(now * NS_PER_S)
+        stamp_ns = seconds_to_ns(now)
         pose = receive.getActualTCPPose()
         if len(pose) == 6 and np.all(np.isfinite(pose)):
             self.tcp_pub.publish(pose_msg(pose, stamp_ns, self.base_frame))
@@ -196,7 +197,7 @@ class UR5AdapterNode(AdapterNodeBase):
         self.js_pub.publish(js)
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
-        self.preview_pub.publish(pose_msg(out.target, int(now * NS_PER_S), self.base_frame))
+        self.preview_pub.publish(pose_msg(out.target, seconds_to_ns(now), self.base_frame))
 
     # ----------------------------------------------------------------- operator
     def apply_dry_run(self, dry_run: bool) -> str:

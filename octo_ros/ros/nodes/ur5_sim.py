@@ -14,7 +14,6 @@ state at that time), else the node clock.
 from __future__ import annotations
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 from transforms3d.quaternions import quat2mat
@@ -23,7 +22,7 @@ from octo_ros.control.kinematics import rotation_log
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.sim import UR5Scene, UR5SceneConfig, ur5_capsules
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg
-from octo_ros.ros.support import run_node
+from octo_ros.ros.support import OK, run_node
 from octo_ros.sim.render import render_scene
 
 
@@ -87,7 +86,7 @@ class UR5SimNode(SimNodeBase):
         with self.lock:
             values = {"q": np.round(self.scene.q, 3).tolist(), "ik_failures": self.scene.ik_failures,
                       "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
+        self.diagnostics.publish(OK, "running", values)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from sensor_msgs.msg import JointState
 from octo_ros.control.safety import ControlOutput
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
 from octo_ros.robots.widowx.adapter import WidowXAdapter, WidowXConfig, interbotix_pwm
-from octo_ros.ros.messages import NS_PER_S, ns_to_stamp
+from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
@@ -26,6 +26,7 @@ from octo_ros.ros.nodes._adapter_base import (
     stamp_seconds,
 )
 from octo_ros.ros.support import SENSOR_QOS, run_node
+from octo_ros.timebase import seconds_to_ns
 
 
 class WidowXAdapterNode(AdapterNodeBase):
@@ -92,7 +93,7 @@ class WidowXAdapterNode(AdapterNodeBase):
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
         msg = JointState(name=[*ARM_JOINTS, "gripper"])
-        msg.header.stamp = ns_to_stamp(int(now * NS_PER_S))
+        msg.header.stamp = ns_to_stamp(seconds_to_ns(now))
         msg.position = [float(v) for v in out.target] + [float(out.gripper if out.gripper is not None else 0.0)]
         self.preview_pub.publish(msg)
 

@@ -10,7 +10,6 @@ Joint dynamics are ``octo_ros.robots.interbotix.driver_standin`` (modes, profile
 """
 from __future__ import annotations
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
@@ -18,7 +17,7 @@ from std_srvs.srv import Trigger
 from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig
 from octo_ros.robots.widowx.sim import WidowXSim, WidowXSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
-from octo_ros.ros.support import run_node
+from octo_ros.ros.support import OK, run_node
 
 
 class WidowXSimNode(SimNodeBase):
@@ -101,7 +100,7 @@ class WidowXSimNode(SimNodeBase):
         with self.lock:
             values = {"sim_time": f"{self.sim.time:.3f}", "violations": len(self.sim.driver.violations),
                       "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.publish_diagnostics(DiagnosticStatus.OK, "running", values)
+        self.diagnostics.publish(OK, "running", values)
 
 
 def main() -> None:
