@@ -179,7 +179,7 @@ def main() -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", "78")
     import rclpy
 
-    from octo_ros.untrained_checkpoint import make_untrained_checkpoint
+    from octo_ros.model.testing import make_untrained_checkpoint
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,19 +2,26 @@
 
     .venv/bin/python bench/inference.py                 # full table
     .venv/bin/python bench/inference.py --sizes small --dtypes bfloat16 --batches 1 --reps 20
+    .venv/bin/python bench/inference.py --against /tmp/old-tree ...   # before/after in one process
 
 Median wall time of one call (transformer once + 20 DDPM steps + un-normalisation), after warm-up.
+``--against DIR`` loads the ``octo_ros/model`` package of another checkout (e.g. ``git worktree add
+/tmp/old-tree <commit>``) under another name, gives it the same weights, and alternates calls to
+both call by call, so that foreign load on a shared box hits both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import itertools
 import os
 import platform
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from octo_ros.model import OctoPolicy  # noqa: E402
-from octo_ros.model.checkpoint import make_config, random_statistics  # noqa: E402
+from octo_ros.model import OctoPolicy, tune_malloc  # noqa: E402
+from octo_ros.model.testing import make_config, random_statistics  # noqa: E402
 from octo_ros.model.config import T5Config, parse_config  # noqa: E402
 from octo_ros.model.octo import OctoModule, shapes_from_images  # noqa: E402
 
@@ -42,14 +49,18 @@ def build_policy(size: str, cameras, dtype: str, device: str) -> OctoPolicy:
     return OctoPolicy(module, random_statistics(), spec, device=device, dtype=dtype, model_id=f"random-{size}")
 
 
-def bench_one(policy: OctoPolicy, cameras, window: int, batch: int, reps: int, warmup: int) -> float:
+def inputs(policy, cameras, window: int, batch: int):
     rng = np.random.default_rng(0)
     sizes = {"primary": 256, "wrist": 128}
     obs = {f"image_{c}": rng.integers(0, 256, (batch, window, sizes[c], sizes[c], 3), dtype=np.uint8) for c in cameras}
     obs["timestep_pad_mask"] = np.ones((batch, window), bool)
     ids = np.zeros((batch, 16), np.int64)
     ids[:, :5] = [7, 8, 9, 10, 1]
-    tasks = policy.create_tasks(tokens={"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)})
+    return obs, policy.create_tasks(tokens={"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)})
+
+
+def bench_one(policy: OctoPolicy, cameras, window: int, batch: int, reps: int, warmup: int) -> float:
+    obs, tasks = inputs(policy, cameras, window, batch)
     for _ in range(warmup):
         policy.sample_actions(obs, tasks, seed=0)
     times = []
@@ -58,6 +69,49 @@ def bench_one(policy: OctoPolicy, cameras, window: int, batch: int, reps: int, w
         policy.sample_actions(obs, tasks, seed=i)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
+
+
+def load_other_model(tree: Path):
+    """``octo_ros.model`` of another checkout, imported as ``octo_ros_against.model`` (its modules
+    import each other relatively, so nothing of this checkout leaks in)."""
+    package = types.ModuleType("octo_ros_against")
+    package.__path__ = [str(tree / "octo_ros")]
+    sys.modules["octo_ros_against"] = package
+    return importlib.import_module("octo_ros_against.model")
+
+
+def other_policy(other, policy: OctoPolicy, dtype: str, device: str):
+    """The same config, weights, statistics and example spec in the other checkout's model code."""
+    config = importlib.import_module(f"{other.__name__}.config")
+    cfg = config.parse_config(policy.cfg.raw)
+    for mine, theirs in zip(policy.cfg.task_tokenizers, cfg.task_tokenizers):
+        theirs.t5 = config.T5Config(**dataclasses.asdict(mine.t5))
+    module = importlib.import_module(f"{other.__name__}.octo").OctoModule(cfg, policy.module.token_counts,
+                                                                         policy.module.image_channels)
+    module.load_state_dict({k: v.float() for k, v in policy.module.state_dict().items()})
+    return other.OctoPolicy(module, policy.dataset_statistics, policy.example_spec, device=device, dtype=dtype,
+                            model_id="against")
+
+
+def bench_against(other, size, cameras, dtype, device, window, batch, reps, warmup, rounds):
+    """Median ms of (this, other), the calls alternating (order swapped every call)."""
+    policy = build_policy(size, cameras, dtype, device)
+    against = other_policy(other, policy, dtype, device)
+    runs = {"this": (policy, *inputs(policy, cameras, window, batch)),
+            "other": (against, *inputs(against, cameras, window, batch))}
+    for pol, obs, tasks in runs.values():
+        for _ in range(warmup):
+            pol.sample_actions(obs, tasks, seed=0)
+    outputs = [pol.sample_actions(obs, tasks, seed=0).normalized for pol, obs, tasks in runs.values()]
+    print(f"# octo-{size} {dtype} W{window} B{batch}: max |this - other| of the actions {np.abs(outputs[0] - outputs[1]).max():.2e}")
+    times = {name: [] for name in runs}
+    for i in range(reps * rounds):
+        for name in (("this", "other") if i % 2 else ("other", "this")):
+            pol, obs, tasks = runs[name]
+            t0 = time.perf_counter()
+            pol.sample_actions(obs, tasks, seed=i)
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t) * 1000, min(t) * 1000) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -73,16 +127,33 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat the timed reps this many times, interleaving the configurations (shared boxes)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--against", type=Path, default=None,
+                   help="another checkout (e.g. a worktree of an older commit): before/after in this process")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.device == "cpu":
+        tune_malloc()
     load = lambda: "/".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"threads {torch.get_num_threads()}, device {args.device}, cpu count {os.cpu_count()}, load {load()}")
+    configs = list(itertools.product(args.sizes, args.cameras, args.dtypes))
+    if args.against is not None:
+        other = load_other_model(args.against.resolve())
+        print(f"# this: {Path(__file__).resolve().parents[1]}, other: {args.against}; calls alternate, "
+              f"{args.reps * args.rounds} each")
+        print("| model | cameras | window | dtype | batch | other: median / min ms | this: median / min ms | this/other (medians) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (size, ncam, dtype), window, batch in itertools.product(configs, args.windows, args.batches):
+            r = bench_against(other, size, ("primary", "wrist")[:ncam], dtype, args.device, window, batch,
+                              args.reps, args.warmup, args.rounds)
+            print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {r['other'][0]:.1f} / {r['other'][1]:.1f} "
+                  f"| {r['this'][0]:.1f} / {r['this'][1]:.1f} | {r['this'][0] / r['other'][0]:.3f} |", flush=True)
+        print(f"# load at the end {load()}")
+        return 0
     print("| model | cameras | window | dtype | batch | median ms |")
     print("|---|---|---|---|---|---|")
-    configs = list(itertools.product(args.sizes, args.cameras, args.dtypes))
     if args.rounds <= 1:
         for size, ncam, dtype in configs:
             cams = ("primary", "wrist")[:ncam]

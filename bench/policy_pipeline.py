@@ -24,12 +24,12 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from octo_ros.model.testing import make_untrained_checkpoint  # noqa: E402
 from octo_ros.ros.graph import NodeSpec  # noqa: E402
 from octo_ros.ros.launcher import GraphProcess  # noqa: E402
 from octo_ros.ros.messages import image_to_msg, ns_to_stamp  # noqa: E402
 from octo_ros.ros.support import SENSOR_QOS  # noqa: E402
 from octo_ros.timebase import stamp_to_ns  # noqa: E402
-from octo_ros.untrained_checkpoint import make_untrained_checkpoint  # noqa: E402
 from octo_ros_msgs.msg import ActionChunk  # noqa: E402
 from octo_ros_msgs.srv import SetInstruction  # noqa: E402
 

@@ -12,9 +12,11 @@ from typing import Optional, Sequence
 def _cmd_infer(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from octo_ros.model import OctoPolicy
+    from octo_ros.model import OctoPolicy, tune_malloc
     from octo_ros.model.cases import read_case, run_case
 
+    if args.device == "cpu":
+        tune_malloc()  # this process only runs the model
     t0 = time.perf_counter()
     policy = OctoPolicy.load(args.checkpoint, device=args.device, dtype=args.dtype, threads=args.threads,
                              step=args.step, tokenizer=args.tokenizer)

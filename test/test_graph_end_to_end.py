@@ -14,7 +14,7 @@ from interbotix_xs_msgs.msg import JointGroupCommand
 from sensor_msgs.msg import JointState
 from support.ros_harness import REPO_ROOT
 
-from octo_ros.untrained_checkpoint import make_untrained_checkpoint
+from octo_ros.model.testing import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk
 from octo_ros_msgs.srv import SetInstruction
 

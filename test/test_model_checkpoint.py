@@ -17,11 +17,11 @@ from octo_ros.model import (
     UnexpectedParameterError,
     UnsupportedComponentError,
     convert_checkpoint,
-    make_random_checkpoint,
     read_official_checkpoint,
 )
 from octo_ros.model.checkpoint import read_msgpack, write_msgpack
 from octo_ros.model.policy import load_module
+from octo_ros.model.testing import make_random_checkpoint
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN = SHARED / "golden"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from octo_ros.model import NormalizationType, OctoPolicy, T5TextTokenizer, make_random_checkpoint, unnormalize_actions
+from octo_ros.model import NormalizationType, OctoPolicy, T5TextTokenizer, unnormalize_actions
 from octo_ros.model.normalization import normalize, select_statistics
+from octo_ros.model.testing import make_random_checkpoint
 from octo_ros.model.text import TextTokenizerError
 
 CORPUS = [

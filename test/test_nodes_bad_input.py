@@ -8,9 +8,9 @@ from sensor_msgs.msg import Image, JointState
 from support.streams import SensorStreams
 from test_nodes_policy_pipeline import BUFFER_PARAMS, NAMES
 
+from octo_ros.model.testing import make_untrained_checkpoint
 from octo_ros.ros.messages import image_to_msg, ns_to_stamp
 from octo_ros.ros.support import LATCHED_QOS, SENSOR_QOS
-from octo_ros.untrained_checkpoint import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow
 from octo_ros_msgs.srv import SetInstruction
 

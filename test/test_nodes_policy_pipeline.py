@@ -9,9 +9,9 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from support.streams import SensorStreams
 
+from octo_ros.model.testing import make_untrained_checkpoint
 from octo_ros.ros.messages import chunk_from_msg, image_to_msg
 from octo_ros.ros.support import LATCHED_QOS
-from octo_ros.untrained_checkpoint import make_untrained_checkpoint
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow, PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 

@@ -4,18 +4,16 @@ from .checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
-    make_random_checkpoint,
     read_official_checkpoint,
     write_official_checkpoint,
 )
 from .config import OctoConfigError, UnsupportedComponentError, parse_config
 from .normalization import NormalizationType, unnormalize_actions
-from .policy import ActionChunk, OctoPolicy, convert_checkpoint, load_module
+from .policy import OctoPolicy, SampledActions, convert_checkpoint, load_module, tune_malloc
 from .text import T5TextTokenizer
 from .weights import MissingParameterError, ParameterError, ParameterShapeError, UnexpectedParameterError
 
 __all__ = [
-    "ActionChunk",
     "CheckpointError",
     "CheckpointNotFoundError",
     "CorruptCheckpointError",
@@ -25,14 +23,15 @@ __all__ = [
     "OctoPolicy",
     "ParameterError",
     "ParameterShapeError",
+    "SampledActions",
     "T5TextTokenizer",
     "UnexpectedParameterError",
     "UnsupportedComponentError",
     "convert_checkpoint",
     "load_module",
-    "make_random_checkpoint",
     "parse_config",
     "read_official_checkpoint",
+    "tune_malloc",
     "unnormalize_actions",
     "write_official_checkpoint",
 ]

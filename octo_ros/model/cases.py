@@ -8,7 +8,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from .checkpoint import unflatten
-from .policy import ActionChunk, OctoPolicy
+from .policy import OctoPolicy, SampledActions
 
 
 def read_case(path: Union[str, Path]) -> dict:
@@ -37,7 +37,7 @@ def case_inputs(policy: OctoPolicy, case: dict) -> Tuple[dict, dict, Optional[di
     return obs, tasks, noise
 
 
-def case_outputs(out: ActionChunk, stats: Optional[dict]) -> dict:
+def case_outputs(out: SampledActions, stats: Optional[dict]) -> dict:
     result = {"head/readout_embedding": out.readout_embedding, "actions/normalized": out.normalized}
     if out.unnormalized is not None:
         result["actions/unnormalized"] = out.unnormalized

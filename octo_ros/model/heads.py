@@ -177,7 +177,6 @@ class DiffusionActionHead(nn.Module):
         initial_noise: torch.Tensor,
         step_noise: Sequence[torch.Tensor],
         embodiment_action_dim: Optional[int] = None,
-        trace: Optional[dict] = None,
     ) -> torch.Tensor:
         """Run the reverse process for the embedding(s) of one window step.
 
@@ -198,7 +197,6 @@ class DiffusionActionHead(nn.Module):
             keep = keep.reshape(-1)
         t_all = torch.arange(steps, dtype=torch.float32, device=x.device)[:, None]
         cond_all = net.condition(t_all)  # time conditioning for every step, computed once
-        eps_list, x_list = [], []
         for i, k in enumerate(range(steps - 1, -1, -1)):
             eps = net(obs, x, None, cond=cond_all[k])
             x = self.coef_1[k] * (x - self.coef_2[k] * eps)
@@ -208,12 +206,6 @@ class DiffusionActionHead(nn.Module):
             x = x.clamp(-c.max_action, c.max_action)
             if keep is not None:
                 x = torch.where(keep, x, self.sqrt_one_minus_ahat[k] * z)
-            if trace is not None:
-                eps_list.append(eps)
-                x_list.append(x)
-        if trace is not None:
-            trace["eps_pred"] = torch.stack(eps_list)
-            trace["x_after_step"] = torch.stack(x_list)
         return x.reshape(*x.shape[:-1], c.action_horizon, c.action_dim)
 
 

@@ -32,7 +32,7 @@ from .native import example_batch_spec, is_native, load_native, save_native
 from .normalization import NormalizationType, dataset_keys, select_statistics, unnormalize_actions
 from .octo import OctoModule, shapes_from_params
 from .text import EOS_ID, T5TextTokenizer
-from .tokenizers import SmallStem, TokenGroup
+from .tokenizers import TokenGroup
 from .weights import flax_to_state_dict
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 
 @dataclass
-class ActionChunk:
-    """Output of :meth:`OctoPolicy.sample_actions` (numpy, float32)."""
+class SampledActions:
+    """Output of :meth:`OctoPolicy.sample_actions` (numpy, float32), one action chunk per batch row."""
 
     normalized: np.ndarray  # (B, horizon, action_dim) as produced by the head
     unnormalized: Optional[np.ndarray]  # (B, horizon, len(stats)) or None without statistics
@@ -55,6 +55,9 @@ _MALLOC_TUNED = False
 
 def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
     """Keep tensor-sized blocks on the glibc heap instead of fresh ``mmap``s (process-wide, idempotent).
+
+    For the owner of the process to call (the policy node, ``octo-ros infer``, the benchmarks), not
+    for a library: it changes how every allocation of the process is served.
 
     By default glibc serves allocations above a (dynamic) threshold with ``mmap`` and unmaps them on
     free, so every forward pass page-faults and zero-fills its activations again (~8,000-13,000 minor
@@ -138,15 +141,10 @@ class OctoPolicy:
         text_tokenizer: Optional[T5TextTokenizer] = None,
         model_id: Optional[str] = None,
         cache_size: int = 64,
-        malloc_tuning: bool = True,
     ):
-        """``malloc_tuning``: call :func:`tune_malloc` (CPU only; process-wide glibc setting that
-        avoids re-faulting the activation memory on every call)."""
         self.device = torch.device(device)
-        if malloc_tuning and self.device.type == "cpu":
-            tune_malloc()
         self.dtype = _to_dtype(dtype)
-        self.module = module.eval()
+        self.module = module.eval()  # eval: the image stems keep their standardised kernels
         self.cfg: OctoConfig = module.cfg
         self.dataset_statistics = dict(dataset_statistics or {})
         self.example_spec = dict(example_spec or {})
@@ -154,22 +152,12 @@ class OctoPolicy:
         self.model_id = model_id or "octo"
         self._lang_cache: "OrderedDict[bytes, torch.Tensor]" = OrderedDict()
         self._cache_size = cache_size
-        for m in self.module.modules():
-            if isinstance(m, SmallStem):
-                m.freeze_standardization()
         self.module.to(self.device)
         if self.dtype != torch.float32:
             # the transformer (stems included) runs in low precision; T5 and heads stay float32
-            tr = self.module.transformer
-            for name, child in tr.named_children():
+            for name, child in self.module.transformer.named_children():
                 if name != "task_tokenizers":
                     child.to(self.dtype)
-            for m in self.module.modules():
-                if isinstance(m, SmallStem) and m._frozen is not None:
-                    m._frozen = [w.to(self.dtype) for w in m._frozen]
-        for m in self.module.modules():
-            if isinstance(m, SmallStem) and m._frozen is not None:
-                m._frozen = [w.to(self.device) for w in m._frozen]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -437,7 +425,7 @@ class OctoPolicy:
         noise: Optional[Mapping] = None,
         generator: Optional[torch.Generator] = None,
         seed: Optional[int] = None,
-    ) -> ActionChunk:
+    ) -> SampledActions:
         """Sample one action chunk per batch element for the last observation of the window.
 
         Statistics: ``unnormalization_statistics`` (an ``action`` stats dict) or the checkpoint's
@@ -463,4 +451,4 @@ class OctoPolicy:
             actions = head.predict(embedding[:, -1])
         normalized = actions.float().cpu().numpy()
         unnorm = unnormalize_actions(normalized, stats, normalization_type) if stats is not None else None
-        return ActionChunk(normalized, unnorm, embedding.float().cpu().numpy(), time.perf_counter() - t0)
+        return SampledActions(normalized, unnorm, embedding.float().cpu().numpy(), time.perf_counter() - t0)

@@ -61,12 +61,21 @@ class SmallStem(nn.Module):
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
         patch = cfg.patch_size // 16
         self.embedding = nn.Conv2d(c, cfg.num_features, patch, stride=patch)
-        self._frozen = None  # cached standardised weights for inference
+        self._cache_kernels()
+        self.register_load_state_dict_post_hook(lambda module, _: module._cache_kernels())
 
-    def freeze_standardization(self) -> None:
-        """Pre-compute the standardised kernels (inference only; call again after changing weights)."""
+    def train(self, mode: bool = True) -> "SmallStem":
+        """Eval mode keeps the standardised kernels (non-persistent buffers, so they follow
+        ``.to()``); training standardises in every forward, differentiably."""
+        super().train(mode)
+        self._cache_kernels()
+        return self
+
+    def _cache_kernels(self) -> None:
         with torch.no_grad():
-            self._frozen = [conv.standardized_weight().detach() for conv in self.convs]
+            for i, conv in enumerate(self.convs):
+                cached = None if self.training or conv.weight.is_meta else conv.standardized_weight().detach()
+                self.register_buffer(f"kernel_{i}", cached, persistent=False)
 
     def normalize(self, img: torch.Tensor) -> torch.Tensor:
         x = img.float()
@@ -82,7 +91,7 @@ class SmallStem(nn.Module):
         dtype = self.embedding.weight.dtype
         x = self.normalize(img_nchw).to(dtype)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            w = self._frozen[i] if self._frozen is not None and not self.training else conv.standardized_weight()
+            w = conv.standardized_weight() if self.training else getattr(self, f"kernel_{i}")
             x = F.conv2d(x, w.to(dtype), conv.bias, conv.stride, conv.padding)
             x = F.relu(norm(x))
         return self.embedding(x)

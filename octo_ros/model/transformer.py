@@ -75,86 +75,100 @@ def block_attention_mask(
 
 
 # --------------------------------------------------------------------------------------------
-# encoder
+# attention segments
+
+
+def readouts_last_order(prefix: Tuple[GroupSpec, ...], timestep: Tuple[GroupSpec, ...], horizon: int) -> np.ndarray:
+    """Octo position of every token of the sequence the encoder runs on: the prefix, then the
+    non-readout tokens of timesteps 0..W-1, then the readout tokens of timesteps 0..W-1."""
+    n_prefix = sum(g.n_tokens for g in prefix)
+    n_step = sum(g.n_tokens for g in timestep)
+    is_readout = np.concatenate([np.full(g.n_tokens, g.name.startswith("readout_")) for g in timestep])
+    steps = n_prefix + n_step * np.arange(horizon)[:, None]
+    observed = (steps + np.flatnonzero(~is_readout)).reshape(-1)
+    readout = (steps + np.flatnonzero(is_readout)).reshape(-1)
+    return np.concatenate([np.arange(n_prefix), observed, readout]).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """Query rows ``[q0, q1)`` attend to the keys ``[0, k_end)``, restricted by ``rule`` (bool
+    (q1 - q0, k_end), None when every one of those keys is allowed)."""
+
+    q0: int
+    q1: int
+    k_end: int
+    rule: Optional[np.ndarray]
 
 
 @lru_cache(maxsize=64)
-def block_layout(
+def attention_segments(
     prefix: Tuple[GroupSpec, ...], timestep: Tuple[GroupSpec, ...], horizon: int, correct: bool = True
-) -> Optional[tuple]:
-    """Token order and attention segments that reproduce :func:`block_attention_mask` without a mask.
+) -> Tuple[Segment, ...]:
+    """Octo's rule mask in readouts-last order (:func:`readouts_last_order`), cut into row segments:
+    the prefix, each timestep's non-readout tokens, the readouts.
 
-    The readout tokens are moved behind all other tokens (nothing but readouts attends to them), which
-    makes the rule mask block lower-triangular: the prefix rows see exactly the prefix, the rows of
-    timestep t exactly the prefix and the timesteps <= t, i.e. a contiguous key range ``[0, k_end)``.
-    Returns ``(perm, segments, readout_rule)``: ``perm`` new position -> original position,
-    ``segments`` ``((q0, q1, k_end), ...)`` for the non-readout rows, and the (R, L) rule rows of the
-    readouts (new order) -- or None when the rules do not have that structure (legacy masks).
+    Attention does not depend on the order of the tokens, and nothing but readouts attends to
+    readouts, so in this order the 1.5 rules are block lower-triangular: the prefix sees exactly the
+    prefix and timestep t's tokens see exactly the keys before timestep t + 1.  Those segments need no
+    rule mask (and skip the masked upper blocks); the readout rows keep their rule rows.  The legacy
+    (Dec-2023) rules are not of that shape; their segments keep their rule rows too.
     """
-    rule = block_attention_mask(prefix, timestep, horizon, correct)
+    order = readouts_last_order(prefix, timestep, horizon)
+    rule = block_attention_mask(prefix, timestep, horizon, correct)[order][:, order]
     n_prefix = sum(g.n_tokens for g in prefix)
-    n_step = sum(g.n_tokens for g in timestep)
-    is_readout = np.concatenate([np.full(g.n_tokens, g.name.startswith("readout_")) for g in timestep]) if timestep else np.zeros(0, bool)
-    obs_idx = [n_prefix + t * n_step + np.flatnonzero(~is_readout) for t in range(horizon)]
-    ro_idx = [n_prefix + t * n_step + np.flatnonzero(is_readout) for t in range(horizon)]
-    perm = np.concatenate([np.arange(n_prefix)] + obs_idx + ro_idx).astype(np.int64)
-    r = rule[perm][:, perm]
-    segments, q0 = [], 0
-    for n in [n_prefix] + [len(i) for i in obs_idx]:
-        if n:
-            q1 = q0 + n
-            expect = np.zeros(len(perm), bool)
-            expect[:q1] = True
-            if not (r[q0:q1] == expect).all():
-                return None
-            segments.append((q0, q1, q1))
-            q0 = q1
-    return perm, tuple(segments), r[q0:]
+    n_observed = sum(g.n_tokens for g in timestep if not g.name.startswith("readout_"))
+    bounds = [0, n_prefix] + [n_prefix + (t + 1) * n_observed for t in range(horizon)] + [len(order)]
+    segments = []
+    for q0, q1 in zip(bounds[:-1], bounds[1:]):
+        if q1 > q0:
+            rows = rule[q0:q1]
+            k_end = int(np.flatnonzero(rows.any(0)).max(initial=-1)) + 1
+            rows = rows[:, :k_end]
+            segments.append(Segment(q0, q1, k_end, None if rows.all() else rows))
+    return tuple(segments)
 
 
-class AttentionPlan:
-    """Per-forward attention of Octo's block-causal layout (see :func:`block_layout`).
+class BlockAttention:
+    """Octo's attention pattern for one forward pass: per segment, the additive key bias of its rules
+    and of the key padding (None when nothing is masked: the mask-free kernel is faster).
 
-    Non-readout rows are computed segment by segment on their key range (mask-free unless some keys
-    are padding); the readout rows use their (R, L) rule rows.  Rows without any valid key reproduce
-    the masked-softmax result of the full mask: a uniform average over all tokens.
+    A row without any valid key gets what the official masked softmax gives it (masked logits are
+    the finite float minimum): the uniform average over all tokens.
     """
 
-    def __init__(self, segments, readout_rule: np.ndarray, key_valid: torch.Tensor, dtype: torch.dtype, compute_dtype=None):
-        self.compute_dtype = compute_dtype if compute_dtype not in (None, dtype) else None
-        dtype = compute_dtype or dtype
-        b, n = key_valid.shape
+    def __init__(self, segments: Sequence[Segment], key_valid: torch.Tensor, dtype: torch.dtype):
+        self.dtype = dtype
         neg = torch.finfo(dtype).min
-        self.readout_start = n - readout_rule.shape[0]
         self.parts = []
-        for q0, q1, k1 in segments:
-            kv = key_valid[:, :k1]
+        for seg in segments:
+            allowed = key_valid[:, None, None, : seg.k_end]  # (B, 1, 1, k)
+            if seg.rule is not None:
+                allowed = allowed & torch.from_numpy(seg.rule).to(key_valid.device)
             bias = None
-            if not bool(kv.all()):
-                bias = torch.zeros((b, 1, 1, k1), dtype=dtype, device=kv.device).masked_fill_(~kv[:, None, None], neg)
-            dead = ~kv.any(-1)
-            self.parts.append((q0, q1, k1, bias, dead.view(b, 1, 1, 1) if bool(dead.any()) else None))
-        if readout_rule.shape[0]:
-            allowed = torch.from_numpy(readout_rule).to(key_valid.device)[None, None] & key_valid[:, None, None, :]
-            bias = torch.zeros(allowed.shape, dtype=dtype, device=key_valid.device).masked_fill_(~allowed, neg)
+            if not bool(allowed.all()):
+                bias = torch.zeros(allowed.shape, dtype=dtype, device=key_valid.device).masked_fill_(~allowed, neg)
             dead = ~allowed.any(-1, keepdim=True)
-            self.parts.append((self.readout_start, n, n, bias, dead if bool(dead.any()) else None))
+            self.parts.append((seg, bias, dead if bool(dead.any()) else None))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_row: int = 0) -> torch.Tensor:
-        """Attention output for the query rows ``[first_row, L)`` (a segment boundary)."""
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_row: int = 0) -> torch.Tensor:
+        """Attention output (B, H, L - first_row, hd) of the query rows ``[first_row, L)`` (a segment
+        boundary); q, k, v (B, H, L, hd) in any dtype, the kernel runs in ``self.dtype``."""
         out_dtype = q.dtype
-        if self.compute_dtype is not None:
-            q, k, v = q.to(self.compute_dtype), k.to(self.compute_dtype), v.to(self.compute_dtype)
+        q, k, v = q.to(self.dtype), k.to(self.dtype), v.to(self.dtype)
         outs = []
-        for q0, q1, k1, bias, dead in self.parts:
-            if q0 < first_row:
+        for seg, bias, dead in self.parts:
+            if seg.q0 < first_row:
                 continue
-            o = F.scaled_dot_product_attention(q[:, :, q0:q1], k[:, :, :k1], v[:, :, :k1], attn_mask=bias)
+            o = F.scaled_dot_product_attention(q[:, :, seg.q0 : seg.q1], k[:, :, : seg.k_end], v[:, :, : seg.k_end], attn_mask=bias)
             if dead is not None:
                 o = torch.where(dead, v.mean(dim=2, keepdim=True), o)
             outs.append(o)
-        o = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-        return o.to(out_dtype)
+        return torch.cat(outs, dim=2).to(out_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# encoder
 
 
 class MultiHeadAttention(nn.Module):
@@ -167,20 +181,12 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, bias, rows=None) -> torch.Tensor:
-        """Self-attention; with ``rows`` only those query positions are computed (keys: all tokens).
-
-        ``bias`` is an additive (B, 1, L, L) mask, or an :class:`AttentionPlan` (then ``rows`` is the
-        first query row to compute)."""
+    def forward(self, x: torch.Tensor, attention: BlockAttention, first_row: int = 0) -> torch.Tensor:
+        """Self-attention output of the rows ``[first_row, L)`` (keys: all tokens)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if isinstance(bias, AttentionPlan):
-            o = bias.attend(q, k, v, rows or 0)
-        else:
-            if rows is not None:
-                q, bias = q[:, :, rows], bias[:, :, rows]
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.out(o.transpose(1, 2).reshape(b, o.shape[2], d))
+        o = attention(q, k, v, first_row)
+        return self.out(o.transpose(1, 2).reshape(b, n - first_row, d))
 
 
 class MlpBlock(nn.Module):
@@ -201,12 +207,10 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MlpBlock(dim, mlp_dim)
 
-    def forward(self, x: torch.Tensor, bias, rows=None) -> torch.Tensor:
-        if rows is not None:  # last block when only some outputs (the readouts) are needed
-            picked = x[:, rows:] if isinstance(rows, int) else x[:, rows]
-            x = picked + self.attn(self.norm1(x), bias, rows)
-        else:
-            x = x + self.attn(self.norm1(x), bias)
+    def forward(self, x: torch.Tensor, attention: BlockAttention, first_row: int = 0) -> torch.Tensor:
+        """Pre-norm residual block; only the rows ``[first_row, L)`` come out (the last block skips
+        the rows nothing reads)."""
+        x = x[:, first_row:] + self.attn(self.norm1(x), attention, first_row)
         return x + self.mlp(self.norm2(x))
 
 
@@ -252,10 +256,8 @@ class OctoTransformer(nn.Module):
         t = cfg.transformer
         self.blocks = nn.ModuleList(EncoderBlock(d, t.num_attention_heads, t.mlp_dim) for _ in range(t.num_layers))
         self.encoder_norm = nn.LayerNorm(d, eps=1e-6)
-        # attention by timestep segments on a readouts-last token order (no L x L mask); False: full mask
-        self.block_attention = True
-        # dtype of the attention kernel of the block path (None: the model dtype).  float32 is both faster
-        # and more accurate than torch's bf16 CPU flash attention on CPUs without AMX.
+        # dtype of the attention kernel (None: the model dtype).  float32 is both faster and more
+        # accurate than torch's bf16 CPU flash attention on CPUs without AMX.
         self.attention_dtype: Optional[torch.dtype] = torch.float32
 
     @property
@@ -270,153 +272,86 @@ class OctoTransformer(nn.Module):
         readouts: Optional[Sequence[str]] = None,
         readouts_only: bool = False,
     ) -> Dict[str, TokenGroup]:
-        """Token groups after the transformer.  ``readouts_only`` computes the last block for the
-        readout tokens only (nothing attends to the final outputs, so readouts are unchanged) and
-        returns just the readout groups."""
+        """Token groups after the transformer (all of them, or with ``readouts_only`` just the
+        readout groups: the last block then computes only the readout rows, which nothing else
+        reads)."""
         cfg = self.cfg
-        dtype = self.dtype
         readouts = list(cfg.readouts) if readouts is None else list(readouts)
         first = next(v for v in observations.values() if isinstance(v, torch.Tensor))
         batch, horizon = first.shape[:2]
         if horizon > cfg.max_horizon:
             raise ValueError(f"window size {horizon} exceeds the model's max_horizon {cfg.max_horizon}")
-        tpm = timestep_pad_mask.bool()
 
-        prefix: List[Tuple[GroupSpec, torch.Tensor, torch.Tensor]] = []
-        for name, tok in self.task_tokenizers.items():
-            out = tok(observations, tasks)
-            if out is None:
-                continue
-            group = f"task_{name}"
-            tokens = self.projections[group](out.tokens.to(dtype)) + self.pos_embeddings[group]
-            prefix.append((GroupSpec(group, tokens.shape[1], TASK_RULES), tokens, out.mask))
-
-        steps: List[Tuple[GroupSpec, torch.Tensor, torch.Tensor]] = []
-        for name, tok in self.obs_tokenizers.items():
-            out = tok(observations, tasks)
-            if out is None:
-                continue
-            group = f"obs_{name}"
-            tokens = self.projections[group](out.tokens.to(dtype)) + self.pos_embeddings[group][:, :horizon]
-            mask = out.mask & tpm[:, :, None]
-            steps.append((GroupSpec(group, tokens.shape[2], OBS_RULES), tokens, mask))
-        if not steps:
+        # token groups: (spec, tokens, mask); prefix (B, n, D), per timestep (B, W, n, D)
+        prefix = self._task_groups(observations, tasks)
+        observed = self._observation_groups(observations, tasks, timestep_pad_mask, horizon)
+        if not observed:
             raise ValueError("no observation tokenizer found its inputs; check the observation keys")
         if cfg.repeat_task_tokens:
             for spec, tokens, mask in prefix:
-                steps.append(
-                    (
-                        GroupSpec(f"obs_{spec.name}", spec.n_tokens, OBS_RULES),
-                        tokens[:, None].expand(-1, horizon, -1, -1),
-                        mask[:, None].expand(-1, horizon, -1),
-                    )
-                )
+                repeated = GroupSpec(f"obs_{spec.name}", spec.n_tokens, OBS_RULES)
+                observed.append((repeated, tokens[:, None].expand(-1, horizon, -1, -1), mask[:, None].expand(-1, horizon, -1)))
+        readout = []
         for name in readouts:
             group = f"readout_{name}"
-            pos = self.pos_embeddings[group][:, :horizon]
-            tokens = pos.expand(batch, -1, -1, -1)
+            tokens = self.pos_embeddings[group][:, :horizon].expand(batch, -1, -1, -1)
             mask = torch.ones(tokens.shape[:-1], dtype=torch.bool, device=tokens.device)
-            steps.append((GroupSpec(group, tokens.shape[2], readout_rules(group)), tokens, mask))
+            readout.append((GroupSpec(group, tokens.shape[2], readout_rules(group)), tokens, mask))
 
-        # ---- assemble the sequence: prefix, then per timestep all timestep groups
-        seq = [t for _, t, _ in prefix]
-        valid = [m for _, _, m in prefix]
-        step_tokens = torch.cat([t for _, t, _ in steps], dim=2)  # (B, W, n_step, D)
-        step_mask = torch.cat([m for _, _, m in steps], dim=2)
-        seq.append(step_tokens.reshape(batch, -1, step_tokens.shape[-1]))
-        valid.append(step_mask.reshape(batch, -1))
-        x = torch.cat(seq, dim=1).to(dtype)
+        # the sequence in readouts-last order: prefix | non-readout tokens of t = 0..W-1 | readouts of t = 0..W-1
+        sections = [(prefix, False), (observed, True), (readout, True)]
+        tokens, valid = [], []
+        for groups, per_step in sections:
+            if groups:
+                t = torch.cat([t for _, t, _ in groups], dim=-2)  # (B, [W,] n, D)
+                m = torch.cat([m for _, _, m in groups], dim=-1)  # (B, [W,] n)
+                tokens.append(t.flatten(1, 2) if per_step else t)
+                valid.append(m.flatten(1, 2) if per_step else m)
+        x = torch.cat(tokens, dim=1).to(self.dtype)
         key_valid = torch.cat(valid, dim=1)
+        specs = lambda groups: tuple(spec for spec, _, _ in groups)  # noqa: E731
+        segments = attention_segments(specs(prefix), specs(observed + readout), horizon, cfg.use_correct_attention)
+        attention = BlockAttention(segments, key_valid, self.attention_dtype or self.dtype)
 
-        prefix_specs = tuple(s for s, _, _ in prefix)
-        step_specs = tuple(s for s, _, _ in steps)
-        n_prefix = sum(s.n_tokens for s in prefix_specs)
-        layout = block_layout(prefix_specs, step_specs, horizon, cfg.use_correct_attention) if self.block_attention else None
-        if layout is not None:
-            return self._forward_blocks(x, key_valid, layout, prefix, steps, batch, horizon, readouts, readouts_only)
-
-        rule = block_attention_mask(prefix_specs, step_specs, horizon, cfg.use_correct_attention)
-        allowed = torch.from_numpy(rule).to(x.device)[None, None] & key_valid[:, None, None, :]
-        bias = torch.zeros(allowed.shape, dtype=dtype, device=x.device)
-        bias.masked_fill_(~allowed, torch.finfo(dtype).min)
-
-        if readouts_only:
-            n_step = step_tokens.shape[2]
-            offsets, off = {}, 0
-            for spec, _, _ in steps:
-                offsets[spec.name] = (off, spec.n_tokens)
-                off += spec.n_tokens
-            picks = [offsets[f"readout_{r}"] for r in readouts]
-            rows = torch.tensor(
-                [n_prefix + t * n_step + o + j for t in range(horizon) for o, n in picks for j in range(n)],
-                device=x.device,
-            )
-            for block in self.blocks[:-1]:
-                x = block(x, bias)
-            x = self.encoder_norm(self.blocks[-1](x, bias, rows))
-            return self._readout_groups(x, batch, horizon, readouts, picks)
-
-        for block in self.blocks:
-            x = block(x, bias)
+        first_out = x.shape[1] - horizon * sum(s.n_tokens for s, _, _ in readout) if readouts_only else 0
+        for i, block in enumerate(self.blocks):
+            x = block(x, attention, first_out if i == len(self.blocks) - 1 else 0)
         x = self.encoder_norm(x)
-        return self._split_groups(x, prefix, steps, batch, horizon)
 
-    def _readout_groups(self, x: torch.Tensor, batch: int, horizon: int, readouts, picks) -> Dict[str, TokenGroup]:
-        """Readout rows (t-major, then readout groups) -> {readout_<name>: TokenGroup}."""
-        x = x.reshape(batch, horizon, -1, x.shape[-1])
         outputs: Dict[str, TokenGroup] = {}
-        off = 0
-        for r, (_, n) in zip(readouts, picks):
-            group = f"readout_{r}"
-            outputs[group] = TokenGroup(x[:, :, off : off + n], torch.ones(x.shape[:2] + (n,), dtype=torch.bool, device=x.device))
-            off += n
+        start = 0  # position of the section in the sequence
+        for groups, per_step in sections:
+            width = sum(s.n_tokens for s, _, _ in groups)
+            size = width * horizon if per_step else width
+            if start >= first_out:
+                part = x[:, start - first_out : start - first_out + size]
+                if per_step:
+                    part = part.reshape(batch, horizon, width, part.shape[-1])
+                offset = 0
+                for spec, _, mask in groups:
+                    outputs[spec.name] = TokenGroup(part[..., offset : offset + spec.n_tokens, :], mask)
+                    offset += spec.n_tokens
+            start += size
         return outputs
 
-    def _forward_blocks(self, x, key_valid, layout, prefix, steps, batch, horizon, readouts, readouts_only):
-        """The transformer on the reordered sequence of :func:`block_layout` (same results as the mask)."""
-        perm_np, segments, readout_rule = layout
-        perm = torch.from_numpy(perm_np).to(x.device)
-        x = x.index_select(1, perm)
-        plan = AttentionPlan(segments, readout_rule, key_valid.index_select(1, perm), x.dtype, self.attention_dtype)
-        if readouts_only:
-            offsets, off = {}, 0
-            for spec, _, _ in steps:
-                if spec.name.startswith("readout_"):
-                    offsets[spec.name] = (off, spec.n_tokens)
-                    off += spec.n_tokens
-            picks = [offsets[f"readout_{r}"] for r in readouts]
-            if [offsets[f"readout_{r}"] for r in readouts] == sorted(offsets.values()) and len(picks) == len(offsets):
-                for block in self.blocks[:-1]:
-                    x = block(x, plan)
-                x = self.encoder_norm(self.blocks[-1](x, plan, plan.readout_start))
-                return self._readout_groups(x, batch, horizon, readouts, [(0, n) for _, n in picks])
-        for block in self.blocks:
-            x = block(x, plan)
-        x = self.encoder_norm(x)
-        inverse = torch.empty_like(perm)
-        inverse[perm] = torch.arange(len(perm), device=x.device)
-        x = x.index_select(1, inverse)
-        if readouts_only:
-            n_prefix = sum(s.n_tokens for s, _, _ in prefix)
-            step_out = x[:, n_prefix:].reshape(batch, horizon, -1, x.shape[-1])
-            outputs, offset = {}, 0
-            for spec, _, mask in steps:
-                if spec.name in {f"readout_{r}" for r in readouts}:
-                    outputs[spec.name] = TokenGroup(step_out[:, :, offset : offset + spec.n_tokens], mask)
-                offset += spec.n_tokens
-            return outputs
-        return self._split_groups(x, prefix, steps, batch, horizon)
+    def _task_groups(self, observations: Mapping, tasks: Mapping) -> List[Tuple[GroupSpec, torch.Tensor, torch.Tensor]]:
+        groups = []
+        for name, tok in self.task_tokenizers.items():
+            out = tok(observations, tasks)
+            if out is not None:
+                group = f"task_{name}"
+                tokens = self.projections[group](out.tokens.to(self.dtype)) + self.pos_embeddings[group]
+                groups.append((GroupSpec(group, tokens.shape[1], TASK_RULES), tokens, out.mask))
+        return groups
 
-    @staticmethod
-    def _split_groups(x, prefix, steps, batch, horizon) -> Dict[str, TokenGroup]:
-        outputs: Dict[str, TokenGroup] = {}
-        offset = 0
-        for spec, _, mask in prefix:
-            outputs[spec.name] = TokenGroup(x[:, offset : offset + spec.n_tokens], mask)
-            offset += spec.n_tokens
-        step_out = x[:, offset:].reshape(batch, horizon, -1, x.shape[-1])
-        offset = 0
-        for spec, _, mask in steps:
-            outputs[spec.name] = TokenGroup(step_out[:, :, offset : offset + spec.n_tokens], mask)
-            offset += spec.n_tokens
-        return outputs
+    def _observation_groups(self, observations: Mapping, tasks: Mapping, timestep_pad_mask: torch.Tensor, horizon: int):
+        groups = []
+        for name, tok in self.obs_tokenizers.items():
+            out = tok(observations, tasks)
+            if out is not None:
+                group = f"obs_{name}"
+                tokens = self.projections[group](out.tokens.to(self.dtype)) + self.pos_embeddings[group][:, :horizon]
+                mask = out.mask & timestep_pad_mask.bool()[:, :, None]
+                groups.append((GroupSpec(group, tokens.shape[2], OBS_RULES), tokens, mask))
+        return groups
+

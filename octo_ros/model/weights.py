@@ -250,14 +250,8 @@ def flax_to_state_dict(module: OctoModule, flat: Mapping[str, np.ndarray], stric
     return state
 
 
-def load_flax_params(module: OctoModule, flat: Mapping[str, np.ndarray], strict: bool = True, progress=None) -> None:
-    """Copy a flat Flax parameter dict into ``module`` (in place)."""
-    state = flax_to_state_dict(module, flat, strict, progress)
-    module.load_state_dict(state, strict=True, assign=any(p.is_meta for p in module.parameters()))
-
-
 def export_flax_params(module: OctoModule) -> Dict[str, np.ndarray]:
-    """Flat Flax parameter dict (float32) of ``module`` — the inverse of :func:`load_flax_params`."""
+    """Flat Flax parameter dict (float32) of ``module`` — the inverse of :func:`flax_to_state_dict`."""
     params = {n: p.detach().float().cpu().numpy() for n, p in module.named_parameters()}
     out: Dict[str, np.ndarray] = {}
     for e in parameter_table(module):

@@ -23,7 +23,7 @@ INSTRUCTION = "transfer the cube to the other arm"
 def demo_checkpoint(directory: Path) -> Path:
     """The untrained checkpoint (created once), with action statistics centred on
     ALOHA's start pose so the untrained actions stay near it."""
-    from octo_ros.untrained_checkpoint import make_untrained_checkpoint
+    from octo_ros.model.testing import make_untrained_checkpoint
 
     path = make_untrained_checkpoint(directory, cameras=("primary",), action_dim=14, action_horizon=50,
                                      head="l1", dataset=DATASET)
