@@ -29,7 +29,7 @@ from octo_ros.inference.runtime import (
     validate_goal_image,
     validate_instruction,
 )
-from octo_ros.model.policy import OctoPolicy
+from octo_ros.model.policy import OctoPolicy, tune_malloc
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
 from octo_ros.ros.messages import Chunk, WindowArrays, chunk_to_msg, window_from_msg
 from octo_ros.ros.support import (
@@ -76,6 +76,8 @@ class PolicyNode(Node):
         self.seed = self.declare_parameter("seed", 0).value
 
         started = time.perf_counter()
+        if device == "cpu":
+            tune_malloc()  # this process runs the model: keep its activation memory mapped between calls
         self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or None,
                                       step=None if step < 0 else step, tokenizer=tokenizer)
         if self.dataset_key is None and len(self.policy.dataset_keys) > 1:
