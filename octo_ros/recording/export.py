@@ -1,15 +1,22 @@
-"""``octo-ros export BAG... --format lerobot|rlds-npz OUT``: recorded episodes → fine-tuning data.
+"""``octo-ros export BAG... --format lerobot|rlds OUT``: recorded episodes → fine-tuning data.
+
+Episodes are policy rollouts or demonstrations (a person commanding through a teleoperation
+node): both command the robot with ``ActionChunk`` s (a teleop node's have horizon 1), and each
+chunk says who produced it (``source``: policy or teleop). The episode label is the outcome the
+recorder stored (``success``, ``failure``, ``discard``, ...): ``discard`` episodes are skipped.
 
 Both formats sample each episode at the control rate (``--fps``; default 1 / the chunks'
-``step_period``, e.g. 5 Hz for Bridge/WidowX), starting when every stream (cameras, joint
-states, action chunks) has delivered data:
+``step_period``, e.g. 5 Hz for Bridge/WidowX), starting when every stream (cameras, robot
+state, action chunks) has delivered data:
 
 * ``observation.images.<cam>`` / ``observation/<cam>``: the newest camera frame received at or
   before the step time;
-* ``observation.state`` / ``observation/state``: the newest ``JointState.position``;
-* ``action``: what the policy commanded for that step: the newest chunk received by then,
-  executed receding-horizon (row = whole ``step_period`` steps since the chunk's observation
-  stamp), unnormalized (``ActionChunk.actions``), i.e. Octo's action space.
+* ``observation.state`` / ``observation/state``: the robot state, the model's proprio built from
+  the joint states (names and layout: ``reading.py``);
+* ``action``: what was commanded for that step: the newest chunk received by then, executed
+  receding-horizon (row = whole ``step_period`` steps since the chunk's observation stamp),
+  unnormalized (``ActionChunk.actions``), i.e. Octo's action space; ``source`` (per frame) says
+  whether a policy or a person commanded it, ``episode_label`` (per frame) is the episode's label.
 
 LeRobot v3.0 (codebase ``v3.0``; layout from huggingface/lerobot ``datasets/utils.py``)::
 
@@ -18,14 +25,11 @@ LeRobot v3.0 (codebase ``v3.0``; layout from huggingface/lerobot ``datasets/util
 
 All episodes go into one data file and one video file per camera (no 100/200 MB splitting yet).
 Videos are AV1 (libsvtav1, yuv420p, LeRobot's default) when the bundled ffmpeg can encode the
-frame size, else H.264 (libx264); ``info.json`` records the codec used.
+frame size, else H.264 (libx264); ``info.json`` records the codec used. ``source`` and
+``episode_label`` are ``string`` features (names that start with neither ``observation`` nor
+``action``, so LeRobot policies do not take them as inputs or outputs).
 
-RLDS-npz: ``episode_NNNNNN.npz`` per episode with the step fields of an RLDS episode as arrays
-over time (``observation/<cam>`` uint8 T×H×W×3, ``observation/state``, ``action``,
-``language_instruction``, ``is_first``, ``is_last``, ``is_terminal``, ``discount``, ``reward``)
-plus ``episode_metadata/*``; ``features.json`` describes them, so a ``tfds`` builder on the
-training box only has to yield these arrays. Rewards: 1.0 on the last step of a ``success``
-episode, else 0; ``is_terminal`` only there (other outcomes are truncations).
+RLDS: a TFDS dataset directory (``rlds.py``), the format Octo's ``make_single_dataset`` reads.
 
 ``dataset_statistics.json`` (both formats): Octo's layout for a single fine-tuning dataset
 (flat: ``action``/``proprio`` with mean, std, min, max, p01, p99; ``action.mask`` False for
@@ -41,8 +45,11 @@ from typing import Iterable
 
 import numpy as np
 
+from octo_ros.recording.bag import RecordingError
 from octo_ros.recording.reading import Episode, load_episode
-from octo_ros.timebase import NS_PER_S, ns_to_seconds
+from octo_ros.timebase import NS_PER_S
+
+DISCARD_LABEL = "discard"  # an operator's "do not use this episode"
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -65,6 +72,8 @@ class Steps:
     state: np.ndarray | None  # (T, J)
     action: np.ndarray  # (T, D)
     chunk_index: np.ndarray  # (T,) which chunk the action came from
+    source: list[str]  # (T,) who commanded the step: "policy" or "teleop"
+    label: str  # the episode's label (its recorded outcome)
     instruction: str
     fps: int
 
@@ -107,7 +116,9 @@ def resample(ep: Episode, fps: float | None = None) -> Steps:
     state = None
     if ep.state_times is not None and len(ep.state_times):
         state = np.stack([ep.state_at(int(t)) for t in times]).astype(np.float32)
-    return Steps(times, images, state, np.stack(actions).astype(np.float32), np.array(chunk_idx), ep.instruction, rate)
+    source = [ep.chunks.source[i] for i in chunk_idx]
+    return Steps(times, images, state, np.stack(actions).astype(np.float32), np.array(chunk_idx), source,
+                 str(ep.metadata.get("outcome", "")), ep.instruction, rate)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -237,15 +248,32 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 
 def _load_all(bags: Iterable[str | Path], fps: float | None, progress: bool) -> tuple[list[Episode], list[Steps]]:
+    """Every episode not labelled ``discard``, resampled; checks they fit in one dataset."""
     bags = list(bags)
     eps, steps = [], []
     for bag in _progress(bags, len(bags), "reading bags", progress):
         ep = load_episode(bag)
+        if str(ep.metadata.get("outcome", "")) == DISCARD_LABEL:
+            continue
         eps.append(ep)
         steps.append(resample(ep, fps))
+    if not eps:
+        raise ExportError(f"no episode to export: all {len(bags)} are labelled {DISCARD_LABEL!r}")
     rates = {s.fps for s in steps}
     if len(rates) != 1:
         raise ExportError(f"episodes have different control rates {sorted(rates)}: pass --fps")
+    cam_keys = list(steps[0].images)
+    if any(list(s.images) != cam_keys for s in steps):
+        raise ExportError("episodes were recorded with different camera topics")
+    action_dim = steps[0].action.shape[1]
+    state_dim = steps[0].state.shape[1] if steps[0].state is not None else None
+    if any(s.action.shape[1] != action_dim for s in steps) or any(
+            (s.state.shape[1] if s.state is not None else None) != state_dim for s in steps):
+        raise ExportError("episodes differ in action or state dimension")
+    for k in cam_keys:
+        size = steps[0].images[k][0].shape[:2]
+        if any(f.shape[:2] != size for s in steps for f in s.images[k]):
+            raise ExportError(f"camera {k} changes resolution between frames or episodes")
     return eps, steps
 
 
@@ -277,14 +305,9 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
     eps, steps = _load_all(bags, fps, progress)
     rate = steps[0].fps
     cam_keys = list(steps[0].images)
-    if any(list(s.images) != cam_keys for s in steps):
-        raise ExportError("episodes were recorded with different camera topics")
     action_names = eps[0].chunks.dimension_names
     action_dim = steps[0].action.shape[1]
     state_dim = steps[0].state.shape[1] if steps[0].state is not None else None
-    if any(s.action.shape[1] != action_dim for s in steps) or any(
-            (s.state.shape[1] if s.state is not None else None) != state_dim for s in steps):
-        raise ExportError("episodes differ in action or state dimension")
 
     tasks: dict[str, int] = {}
     for s in steps:
@@ -292,13 +315,11 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
 
     # videos: one file per camera, episodes one after the other
     sizes = {k: steps[0].images[k][0].shape[:2] for k in cam_keys}
-    for k in cam_keys:
-        if any(f.shape[:2] != sizes[k] for s in steps for f in s.images[k]):
-            raise ExportError(f"camera {k} changes resolution: cannot go in one video")
     codecs = {k: pick_codec(codec, sizes[k], out) for k in cam_keys}
     writers = {k: VideoWriter(out / VIDEO_PATH.format(video_key=f"observation.images.{k}", chunk_index=0, file_index=0),
                               rate, sizes[k], codecs[k]) for k in cam_keys}
-    rows = {n: [] for n in ("timestamp", "frame_index", "episode_index", "index", "task_index", "action", "observation.state")}
+    rows = {n: [] for n in ("timestamp", "frame_index", "episode_index", "index", "task_index", "action", "observation.state",
+                            "source", "episode_label")}
     episode_rows = []
     index = 0
     for e, s in enumerate(_progress(steps, len(steps), "writing episodes", progress)):
@@ -317,6 +338,8 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
         rows["index"] += list(range(index, index + n))
         rows["task_index"] += [tasks[s.instruction]] * n
         rows["action"] += s.action.tolist()
+        rows["source"] += s.source
+        rows["episode_label"] += [s.label] * n
         if s.state is not None:
             rows["observation.state"] += s.state.tolist()
         for name, arr in (("timestamp", ts), ("frame_index", np.arange(n)), ("episode_index", np.full(n, e)),
@@ -349,6 +372,8 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
         "episode_index": pa.array(rows["episode_index"], type=pa.int64()),
         "index": pa.array(rows["index"], type=pa.int64()),
         "task_index": pa.array(rows["task_index"], type=pa.int64()),
+        "source": pa.array(rows["source"], type=pa.string()),
+        "episode_label": pa.array(rows["episode_label"], type=pa.string()),
     }
     if state_dim is not None:
         cols = {"observation.state": pa.array(rows["observation.state"], type=pa.list_(pa.float32(), state_dim)), **cols}
@@ -388,6 +413,8 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
         features[name] = {"dtype": "float32", "shape": [1], "names": None}
     for name in ("frame_index", "episode_index", "index", "task_index"):
         features[name] = {"dtype": "int64", "shape": [1], "names": None}
+    for name in ("source", "episode_label"):
+        features[name] = {"dtype": "string", "shape": [1], "names": None}
     info = {
         "codebase_version": CODEBASE_VERSION, "robot_type": eps[0].metadata.get("robot") or None,
         "total_episodes": len(steps), "total_frames": index, "total_tasks": len(tasks),
@@ -400,49 +427,20 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
     return info
 
 
-# --------------------------------------------------------------------------- RLDS npz
+# --------------------------------------------------------------------------- RLDS
 
 
-def export_rlds_npz(bags: Iterable[str | Path], out: str | Path, *, fps: float | None = None, progress: bool = True) -> list[Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def export_rlds(bags: Iterable[str | Path], out: str | Path, *, name: str | None = None, version: str = "1.0.0",
+                fps: float | None = None, image_format: str = "jpeg", progress: bool = True) -> dict:
+    """Write an RLDS dataset ``out/<name>/<version>/`` (TFDS layout, see rlds.py); returns its
+    dataset_info.json content. ``name`` defaults to ``octo_ros_<robot>``."""
+    from octo_ros.recording.rlds import dataset_name, write_rlds
+
     eps, steps = _load_all(bags, fps, progress)
-    files = []
-    for e, (ep, s) in enumerate(_progress(list(zip(eps, steps)), len(steps), "writing episodes", progress)):
-        n = len(s.times_ns)
-        success = str(ep.metadata.get("outcome", "")).lower() == "success"
-        arrays = {f"observation/{k}": np.stack(v).astype(np.uint8) for k, v in s.images.items()}
-        if s.state is not None:
-            arrays["observation/state"] = s.state.astype(np.float32)
-        is_last = np.zeros(n, bool)
-        is_last[-1] = True
-        reward = np.zeros(n, np.float32)
-        if success:
-            reward[-1] = 1.0
-        arrays |= {
-            "action": s.action.astype(np.float32),
-            "language_instruction": np.array([s.instruction] * n),
-            "is_first": np.arange(n) == 0, "is_last": is_last, "is_terminal": is_last & success,
-            "discount": np.ones(n, np.float32), "reward": reward,
-            "timestamp": ns_to_seconds(s.times_ns - s.times_ns[0]).astype(np.float64),
-            "episode_metadata/file_path": np.array(str(ep.bag)),
-            "episode_metadata/outcome": np.array(str(ep.metadata.get("outcome", ""))),
-            "episode_metadata/json": np.array(json.dumps(ep.metadata, sort_keys=True)),
-        }
-        path = out / f"episode_{e:06d}.npz"
-        np.savez_compressed(path, **arrays)
-        files.append(path)
-    first = np.load(files[0])
-    features = {k: {"dtype": str(first[k].dtype), "shape": list(first[k].shape[1:]) if not k.startswith("episode_metadata/") else list(first[k].shape)}
-                for k in first.files}
-    (out / "features.json").write_text(json.dumps({
-        "format": "octo_ros rlds-npz 1", "fps": steps[0].fps, "episodes": [f.name for f in files],
-        "steps_fields": {k: v for k, v in features.items() if not k.startswith("episode_metadata/")},
-        "episode_metadata_fields": {k: v for k, v in features.items() if k.startswith("episode_metadata/")},
-        "action_names": eps[0].chunks.dimension_names, "state_names": eps[0].state_names,
-    }, indent=2))
-    (out / "dataset_statistics.json").write_text(json.dumps(octo_statistics(steps, eps[0].chunks.dimension_names), indent=2))
-    return files
+    name = name or dataset_name(str(eps[0].metadata.get("robot", "")))
+    return write_rlds(eps, steps, Path(out), name=name, version=version, image_format=image_format,
+                      action_statistics=octo_statistics(steps, eps[0].chunks.dimension_names),
+                      progress=lambda items: _progress(items, len(items), "writing episodes", progress))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -452,12 +450,20 @@ def _cmd_export(args) -> int:
     if len(args.paths) < 2:
         raise SystemExit("octo-ros export: need at least one BAG and the OUT directory")
     bags, out = args.paths[:-1], args.paths[-1]
+    try:
+        return _export(args, bags, out)
+    except (ExportError, RecordingError) as exc:
+        raise SystemExit(f"octo-ros export: {exc}") from None
+
+
+def _export(args, bags: list[str], out: str) -> int:
     if args.format == "lerobot":
         info = export_lerobot(bags, out, fps=args.fps, codec=args.codec, progress=not args.quiet)
         print(json.dumps({"out": str(out), "episodes": info["total_episodes"], "frames": info["total_frames"], "fps": info["fps"]}))
     else:
-        files = export_rlds_npz(bags, out, fps=args.fps, progress=not args.quiet)
-        print(json.dumps({"out": str(out), "episodes": len(files)}))
+        info = export_rlds(bags, out, name=args.name, fps=args.fps, image_format=args.image_format, progress=not args.quiet)
+        print(json.dumps({"out": str(out), "name": info["name"], "version": info["version"],
+                          "episodes": sum(int(n) for n in info["splits"][0]["shardLengths"])}))
     return 0
 
 
@@ -478,11 +484,14 @@ class _IntermixedArgumentParser(argparse.ArgumentParser):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export recorded episode bags for fine-tuning",
-                              description="octo-ros export BAG... --format lerobot|rlds-npz OUT")
+                              description="octo-ros export BAG... --format lerobot|rlds OUT")
     p.__class__ = _IntermixedArgumentParser
     p.add_argument("paths", nargs="+", metavar="BAG... OUT", help="episode bag directories, then the output directory")
-    p.add_argument("--format", required=True, choices=["lerobot", "rlds-npz"])
+    p.add_argument("--format", required=True, choices=["lerobot", "rlds"],
+                   help="lerobot: a LeRobot v3.0 dataset in OUT; rlds: a TFDS dataset OUT/<name>/1.0.0 (Octo)")
     p.add_argument("--fps", type=float, default=None, help="control rate (default: 1/step_period of the chunks)")
     p.add_argument("--codec", default="libsvtav1", choices=sorted(VideoWriter.CODECS), help="video codec (lerobot)")
+    p.add_argument("--name", default=None, help="dataset name (rlds; default octo_ros_<robot>)")
+    p.add_argument("--image-format", default="jpeg", choices=["jpeg", "png"], help="image encoding (rlds)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_export)

@@ -2,8 +2,9 @@
 rosbags' AnyReader decodes with the definitions embedded in the bag.
 
 Streams are found by type: every ``sensor_msgs/Image``/``CompressedImage`` topic is a camera
-(except ``*goal_image``, the goal), ``ActionChunk`` the policy output, ``PolicyStatus`` the
-status, ``DiagnosticArray`` the diagnostics (safety clamps are the statuses with a key or
+(except ``*goal_image``, the goal), ``ActionChunk`` the commanded actions (every ActionChunk
+topic, merged in receive order: a policy's chunks and a teleoperation node's horizon-1 chunks;
+``source`` says which, empty in older bags: policy), ``PolicyStatus`` the status, ``DiagnosticArray`` the diagnostics (safety clamps are the statuses with a key or
 message containing "clamp").
 
 The robot state is the model's proprio, built from the ``JointState`` topics by the observation
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from octo_ros.control.chunking import POLICY_SOURCE
 from octo_ros.perception.observation import JointStateError, ProprioLayout
 from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
 from octo_ros.timebase import ns_to_seconds, stamp_to_ns
@@ -63,6 +65,7 @@ class Chunks:
     latency: np.ndarray
     dimension_names: list[str]
     task: list[str]
+    source: list[str]  # per chunk: "policy" or "teleop"
 
     def action_at(self, t_ns: int) -> tuple[np.ndarray | None, int, int]:
         """(action executed at t, chunk index, row) with receding-horizon execution of the
@@ -163,9 +166,12 @@ def load_episode(bag: str | Path) -> Episode:
     state_times, state_names, states, state_origin = robot_state(joint_topics, metadata)
 
     chunks = None
-    chunk_topic = next((t for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk"), None)
-    if chunk_topic:
-        msgs = by_topic[chunk_topic]
+    msgs = sorted((x for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk" for x in by_topic[t]),
+                  key=lambda x: x[0])
+    if msgs:
+        shapes = {(len(m.dimension_names), int(m.action_dim)) for _, m in msgs}
+        if len({dim for _, dim in shapes}) > 1:
+            raise RecordingError(f"{bag}: action chunks of different dimensions {sorted(shapes)} in one episode")
         chunks = Chunks(
             times=np.array([t for t, _ in msgs], dtype=np.int64),
             stamps=np.array([stamp_to_ns(m.header.stamp) for _, m in msgs], dtype=np.int64),
@@ -175,6 +181,7 @@ def load_episode(bag: str | Path) -> Episode:
             latency=np.array([m.inference_latency for _, m in msgs], dtype=np.float64),
             dimension_names=list(msgs[0][1].dimension_names),
             task=[m.task for _, m in msgs],
+            source=[getattr(m, "source", "") or POLICY_SOURCE for _, m in msgs],
         )
 
     status = [(t, m) for topic in by_topic if types[topic] == "octo_ros_msgs/msg/PolicyStatus" for t, m in by_topic[topic]]
