@@ -1,6 +1,7 @@
 """A bimanual ALOHA episode (two follower JointState topics with equal joint names, a 14-D
 action) exports the model's 14-D proprio as ``observation.state``, built by the observation
-buffer's rules from ``config/bimanual.yaml``, and reviews with one readable subplot per arm."""
+buffer's rules with the layout the graph gives the recorder (``config/bimanual.yaml``), and
+reviews with one readable subplot per arm."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from octo_ros.cli import main as cli
 from octo_ros.perception.observation import ProprioLayout
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, TopicSpec
 from octo_ros.recording.reading import load_episode
-from octo_ros.ros.graph import config_dir, load_parameters
+from octo_ros.ros.graph import config_dir, describe, load_parameters
 from octo_ros_msgs.msg import ActionChunk
 
 S = 1_000_000_000
@@ -95,24 +96,35 @@ def expected_state(state_times_ns: np.ndarray, t0_ns: int) -> np.ndarray:
     return np.array(rows, np.float32)
 
 
-def test_layout_from_the_bimanual_config_is_two_sources_and_14_joints():
-    layout = ProprioLayout.from_dict(bimanual_layout())
+@pytest.mark.parametrize("sim, close_open", [(False, (CLOSE, OPEN)), (True, (0.01844, 0.05800))])
+def test_the_graph_gives_the_recorder_the_buffer_s_layout(sim, close_open):
+    """Two sources, 14 joints, the normalization of the robot actually driven (sim overlay too)."""
+    recorder = next(n for n in describe("bimanual", sim=sim, arguments={"record": "true"}) if n.name == "recorder")
+    layout = ProprioLayout.from_dict(json.loads(recorder.parameters["proprio_layout"]))
     assert [(s.topic, s.prefix) for s in layout.sources] == [(LEFT, "left_"), (RIGHT, "right_")]
     assert list(layout.joint_names) == [f"{s}_{j}" for s in ("left", "right") for j in [*ARM, "left_finger"]]
-    assert layout.normalization == {"left_left_finger": (CLOSE, OPEN), "right_left_finger": (CLOSE, OPEN)}
+    assert layout.normalization == {"left_left_finger": close_open, "right_left_finger": close_open}
+    if not sim:
+        assert layout.to_dict() == bimanual_layout()
 
 
-@pytest.mark.parametrize("which", ["recorded layout", "robot config"])
-def test_episode_state_is_the_14d_aloha_proprio(bags, which):
-    ep = load_episode(bags[0] if which == "recorded layout" else bags[1])
+def test_episode_state_is_the_14d_aloha_proprio(bags):
+    ep = load_episode(bags[0])
     assert ep.state_names == [f"{s}_{j}" for s in ("left", "right") for j in [*ARM, "left_finger"]]
     assert ep.states.shape[1] == 14 and ep.states.dtype == np.float32
-    assert ("recorded" in ep.state_origin) == (which == "recorded layout")
+    assert "recorded" in ep.state_origin
     # a state exists once both arms reported; every later joint state of either arm updates it
     assert len(ep.state_times) == 2 * int(DURATION * 50) - 1
     t0 = int(ep.state_times[0]) - 1_500_000  # the first right-arm message completes the first state
     np.testing.assert_allclose(ep.states, expected_state(ep.state_times, t0), atol=1e-5)
     assert ep.states[:, [6, 13]].min() >= -1e-6 and ep.states[:, [6, 13]].max() <= 1 + 1e-6
+
+
+def test_without_a_recorded_layout_two_arms_are_refused_not_guessed(bags, tmp_path):
+    ep = load_episode(bags[1])
+    assert ep.states is None and LEFT in ep.state_origin and RIGHT in ep.state_origin
+    with pytest.raises(SystemExit, match="no robot state"):
+        cli(["export", str(bags[1]), "--format", "lerobot", str(tmp_path / "out"), "--quiet"])
 
 
 def test_lerobot_export_keeps_both_arms_with_names(bags, tmp_path):

@@ -55,8 +55,11 @@ def make_chunk(node, i):
 
 def test_record_episode_from_live_topics(ros, tmp_path):
     out = tmp_path / "bags"
+    layout = {"joint_state": {"sources": [{"topic": "joint_states", "prefix": ""}], "joints": ["waist", "shoulder"]},
+              "proprio_normalization": {}}
     rec = ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder", params={
-        "topics": TOPICS, "topic_types": TYPES, "output_dir": str(out), "flush_period": 0.2, **EVIDENCE})
+        "topics": TOPICS, "topic_types": TYPES, "output_dir": str(out), "flush_period": 0.2, **EVIDENCE,
+        "proprio_layout": "'" + json.dumps(layout) + "'"})
     node = ros.node("rollout")
     pubs = {
         "/cam/image_raw": node.create_publisher(Image, "/cam/image_raw", qos_profile_sensor_data),
@@ -147,6 +150,9 @@ def test_record_episode_from_live_topics(ros, tmp_path):
     assert meta["operator"] == "ada" and meta["metadata"] == {"scene": "sink"}
     assert meta["outcome"] == "success" and meta["notes"] == {"note": "clean grasp"}
     assert meta["software_version"].startswith("octo_ros ")
+    # the proprio layout, its topics resolved as the recorder's
+    assert meta["proprio_layout"] == {**layout, "joint_state": {**layout["joint_state"],
+                                                                "sources": [{"topic": "/joint_states", "prefix": ""}]}}
     phases = [json.loads(m.data) for m in mcap_msgs["/episode/metadata"]]
     assert [p["phase"] for p in phases] == ["start", "stop"]
     assert phases[0]["checkpoint_hash"] == "sha256:abc123" and phases[1]["outcome"] == "success"

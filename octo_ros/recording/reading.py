@@ -9,11 +9,11 @@ message containing "clamp").
 
 The robot state is the model's proprio, built from the ``JointState`` topics by the observation
 buffer's rules (:class:`~octo_ros.perception.observation.ProprioLayout`: sources with prefixes,
-joint order, gripper normalization). The layout is the one the episode recorded
-(``proprio_layout`` in the episode metadata), else the observation buffer's in
-``config/<robot>.yaml`` (bags recorded before the recorder stored it; a simulation overlay's
-normalization is not known then). A layout without proprio joints (WidowX, UR5: the model
-takes no proprio) or no layout: the raw positions of the one ``JointState`` topic.
+joint order, gripper normalization) with the layout the episode recorded (``proprio_layout`` in
+the episode metadata: the graph passes the observation buffer's to the recorder). A layout
+without proprio joints (WidowX, UR5: the model takes no proprio), or a bag without a recorded
+layout: the raw positions of the one ``JointState`` topic (several, without a layout: no state,
+``state_origin`` says why).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from octo_ros.control.chunking import POLICY_SOURCE
 from octo_ros.perception.observation import JointStateError, ProprioLayout
 from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
 from octo_ros.timebase import ns_to_seconds, stamp_to_ns
@@ -181,7 +180,7 @@ def load_episode(bag: str | Path) -> Episode:
             latency=np.array([m.inference_latency for _, m in msgs], dtype=np.float64),
             dimension_names=list(msgs[0][1].dimension_names),
             task=[m.task for _, m in msgs],
-            source=[getattr(m, "source", "") or POLICY_SOURCE for _, m in msgs],
+            source=[getattr(m, "source", "") or "policy" for _, m in msgs],  # empty: a policy's (ActionChunk.msg)
         )
 
     status = [(t, m) for topic in by_topic if types[topic] == "octo_ros_msgs/msg/PolicyStatus" for t, m in by_topic[topic]]
@@ -207,16 +206,10 @@ def load_episode(bag: str | Path) -> Episode:
 
 
 def recorded_layout(metadata: dict[str, Any]) -> tuple[ProprioLayout | None, str]:
-    """The episode's proprio layout: recorded with it, else its robot's config file, else none."""
+    """The episode's proprio layout, if it recorded one."""
     if metadata.get("proprio_layout"):
         return ProprioLayout.from_dict(metadata["proprio_layout"]), "recorded with the episode"
-    from octo_ros.ros.graph import config_dir, load_parameters
-
-    config = config_dir() / f"{metadata.get('robot', '')}.yaml"
-    if metadata.get("robot") and config.is_file():
-        params = load_parameters(config).get("observation_buffer", {})
-        return ProprioLayout.from_parameters(params), f"observation_buffer in {config}"
-    return None, "no proprio layout recorded and no config file for the robot"
+    return None, "no proprio layout recorded with the episode"
 
 
 def _bag_topic(topic: str, bag_topics: list[str]) -> str | None:

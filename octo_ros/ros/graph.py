@@ -9,11 +9,14 @@ launch arguments.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from octo_ros.perception.observation import ProprioLayout
 
 ROBOTS = ("widowx", "ur5", "bimanual")
 
@@ -130,6 +133,10 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     recorder["seed"] = int(params.get("policy", {}).get("seed", 0))
     for node, values in overrides.items():
         params.setdefault(node, {}).update(values)
+    # ... and how the observation buffer builds the proprio from the joint states (the export's
+    # robot state), after the overrides
+    recorder["proprio_layout"] = json.dumps(
+        ProprioLayout.from_parameters(params.get("observation_buffer", {})).to_dict(), sort_keys=True)
 
     names = ["observation_buffer", "policy", adapter]
     if sim:

@@ -13,6 +13,9 @@ Parameters
   checkpoint_id, checkpoint_hash, dataset_statistics_key, adapter_config, gripper_convention
                     string    evidence stored with every episode (the launcher passes them)
   seed              int       random seed of the policy (-1: unknown)
+  proprio_layout    string    JSON of the observation buffer's ProprioLayout (the launcher passes
+                              it): how the export builds the robot state from the joint states;
+                              its topics are resolved in this node's namespace
   flush_period      double    seconds of data at most lost by a crash (default 0.5)
   fsync             bool      fsync after every flush (power-loss safety; default false)
   auto_episode      bool      start/stop episodes from the policy's task changes (default false)
@@ -28,10 +31,12 @@ node clock's receive time; header stamps stay inside the messages.
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 
 from rclpy.node import Node
 
+from octo_ros.perception.observation import JointStateSourceConfig, ProprioLayout
 from octo_ros.recording.bag import (
     EpisodeBagWriter,
     EpisodeInfo,
@@ -79,6 +84,7 @@ class RecorderNode(Node):
         }
         seed = p("seed", -1).value
         self.seed = None if seed < 0 else int(seed)
+        self.proprio_layout = self._proprio_layout(p("proprio_layout", "").value)
         self.flush_period = float(p("flush_period", 0.5).value)
         self.fsync = bool(p("fsync", False).value)
         auto = bool(p("auto_episode", False).value)
@@ -206,7 +212,7 @@ class RecorderNode(Node):
             info = EpisodeInfo(
                 robot=self.robot, instruction=instruction, operator=operator, seed=self.seed,
                 goal_image_topic=next((t for t in self.specs if t.endswith("goal_image")), ""),
-                metadata=metadata, **self.evidence,
+                metadata=metadata, proprio_layout=self.proprio_layout, **self.evidence,
             )
             try:
                 ep = EpisodeBagWriter(_expand(self.output_dir), info, list(self.specs.values()),
@@ -237,6 +243,17 @@ class RecorderNode(Node):
             total = sum(ep.counts.values())
             self.get_logger().info(f"episode {path.name} stopped ({outcome}), {total} messages")
             return True, f"stopped {path.name}: {total} messages", str(path)
+
+    def _proprio_layout(self, text: str) -> dict:
+        """The ``proprio_layout`` parameter, checked, with its topics resolved as this node's are."""
+        if not text:
+            return {}
+        try:
+            layout = ProprioLayout.from_dict(json.loads(text))
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"parameter proprio_layout is not a valid layout: {exc}") from None
+        sources = tuple(JointStateSourceConfig(self.resolve_topic_name(s.topic), s.prefix) for s in layout.sources)
+        return ProprioLayout(layout.joint_names, sources, layout.normalization).to_dict()
 
     def _cached_instruction(self) -> str:
         for topic, (_, data) in self.latched_cache.items():
