@@ -51,6 +51,11 @@ FLAT_KEYS = (
     "dataset_statistics_key", "gripper_convention", "seed", "software_version",
 )
 INCOMPLETE_OUTCOME = "incomplete"
+# The labels an operator gives an episode (StopEpisode.outcome → EpisodeInfo.outcome): the export
+# keeps success and failure episodes and skips discarded ones. Other outcomes an episode can end
+# with: "unlabeled" (stopped without one), INCOMPLETE_OUTCOME (repaired after a crash), free text.
+SUCCESS, FAILURE, DISCARD = "success", "failure", "discard"
+EPISODE_LABELS = (SUCCESS, FAILURE, DISCARD)
 
 
 class RecordingError(RuntimeError):
@@ -120,7 +125,7 @@ class EpisodeInfo:
     software_version: str = field(default_factory=software_version)
     metadata: dict[str, str] = field(default_factory=dict)  # free-form, from StartEpisode
     # filled in on stop
-    outcome: str = ""
+    outcome: str = ""  # the label (EPISODE_LABELS) or another outcome
     notes: dict[str, str] = field(default_factory=dict)  # free-form, from StopEpisode
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -45,11 +45,9 @@ from typing import Iterable
 
 import numpy as np
 
-from octo_ros.recording.bag import RecordingError
+from octo_ros.recording.bag import DISCARD, RecordingError
 from octo_ros.recording.reading import Episode, load_episode
 from octo_ros.timebase import NS_PER_S
-
-DISCARD_LABEL = "discard"  # an operator's "do not use this episode"
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -253,12 +251,12 @@ def _load_all(bags: Iterable[str | Path], fps: float | None, progress: bool) -> 
     eps, steps = [], []
     for bag in _progress(bags, len(bags), "reading bags", progress):
         ep = load_episode(bag)
-        if str(ep.metadata.get("outcome", "")) == DISCARD_LABEL:
+        if str(ep.metadata.get("outcome", "")) == DISCARD:
             continue
         eps.append(ep)
         steps.append(resample(ep, fps))
     if not eps:
-        raise ExportError(f"no episode to export: all {len(bags)} are labelled {DISCARD_LABEL!r}")
+        raise ExportError(f"no episode to export: all {len(bags)} are labelled {DISCARD!r}")
     rates = {s.fps for s in steps}
     if len(rates) != 1:
         raise ExportError(f"episodes have different control rates {sorted(rates)}: pass --fps")

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from octo_ros.recording.bag import SUCCESS
 from octo_ros.recording.tfrecord import TFRecordWriter, encode_example
 
 FILEPATH_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -106,7 +107,7 @@ def encode_image(rgb: np.ndarray, image_format: str) -> bytes:
 def episode_example(ep, s, image_format: str) -> bytes:
     """One episode (reading.Episode, export.Steps) as a serialized tf.train.Example."""
     n = len(s.times_ns)
-    success = s.label == "success"
+    success = s.label == SUCCESS
     last = np.arange(n) == n - 1
     reward = np.where(last & success, 1.0, 0.0).astype(np.float32)
     features = {f"steps/observation/{cam}": [encode_image(f, image_format) for f in frames]
