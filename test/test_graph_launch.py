@@ -113,8 +113,7 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
         assert node.kwargs["package"] == "octo_ros"
         assert node.kwargs["executable"] == spec.executable
         (params_file,) = node.kwargs["parameters"]
-        key = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-        assert yaml.safe_load(open(params_file))[key]["ros__parameters"] == spec.parameters
+        assert yaml.safe_load(open(params_file)) == {"/**": {"ros__parameters": spec.parameters}}
         assert node.kwargs["remappings"] == list(spec.remappings)
         assert node.kwargs["namespace"] == spec.namespace
 
@@ -189,3 +188,21 @@ def test_sim_camera_is_where_buffer_and_recorder_read_it(robot):
     assert specs["observation_buffer"].parameters["cameras"]["image_primary"]["topic"] == camera
     assert camera in specs["recorder"].parameters["topics"]
     assert "action_chunk" in specs["recorder"].parameters["topics"]  # relative: follows namespace:=
+
+
+def test_params_file_reaches_a_node_under_a_pushed_namespace(ros, tmp_path):
+    """An including launch file's PushRosNamespace('cell1') adds `-r __ns:=/cell1` to every
+    node's command line after the parameter files were written: the files must still apply."""
+    from rcl_interfaces.srv import GetParameters
+
+    from octo_ros.ros.graph import NodeSpec
+    from octo_ros.ros.launcher import node_command, write_params_file
+
+    spec = NodeSpec("params_probe", "observation_buffer", {"camera_inputs": ["image_wrist"], "rate_hz": 7.0})
+    argv = node_command(spec, write_params_file(spec, tmp_path)) + ["-r", "__ns:=/cell1"]
+    proc = ros.spawn("params_probe", argv[1:])
+    client = ros.node("params_reader").create_client(GetParameters, "/cell1/params_probe/get_parameters")
+    reply = ros.call(client, GetParameters.Request(names=["camera_inputs", "rate_hz"]), timeout=30)
+    assert list(reply.values[0].string_array_value) == ["image_wrist"]
+    assert reply.values[1].double_value == 7.0
+    assert proc.alive()

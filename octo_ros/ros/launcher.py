@@ -39,9 +39,11 @@ _ParamsDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
 
 
 def write_params_file(spec: NodeSpec, directory: Path) -> Path:
+    """``spec``'s parameters as a ROS 2 parameter file for that one node. Keyed ``/**``
+    (every node): a namespace pushed by an including launch file (PushRosNamespace) is
+    only known when the node starts, and a key naming the node would no longer match."""
     path = directory / f"{spec.name}.yaml"
-    key = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-    path.write_text(yaml.dump({key: {"ros__parameters": spec.parameters}}, Dumper=_ParamsDumper, sort_keys=False))
+    path.write_text(yaml.dump({"/**": {"ros__parameters": spec.parameters}}, Dumper=_ParamsDumper, sort_keys=False))
     return path
 
 
