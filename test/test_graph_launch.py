@@ -63,51 +63,62 @@ def _stand_in_launch_modules():
         def __init__(self, *args, **kwargs):
             self.args, self.kwargs = args, kwargs
 
-    class LaunchConfiguration(Recorded):
-        def perform(self, context):
-            return context[self.args[0]]
-
     class OpaqueFunction(Recorded):
         def execute(self, context):
             return self.kwargs["function"](context)
 
-    class LaunchDescription(Recorded):
-        pass
-
     modules = {name: types.ModuleType(name) for name in
-               ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
-    modules["launch"].LaunchDescription = LaunchDescription
-    modules["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (Recorded,), {})
+               ("launch", "launch.actions", "launch.event_handlers", "launch_ros", "launch_ros.actions")}
+    modules["launch"].LaunchDescription = type("LaunchDescription", (Recorded,), {})
+    for name in ("DeclareLaunchArgument", "RegisterEventHandler", "Shutdown"):
+        setattr(modules["launch.actions"], name, type(name, (Recorded,), {}))
     modules["launch.actions"].OpaqueFunction = OpaqueFunction
-    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    for name in ("OnProcessExit", "OnShutdown"):
+        setattr(modules["launch.event_handlers"], name, type(name, (Recorded,), {}))
     modules["launch_ros.actions"].Node = type("Node", (Recorded,), {})
     return modules
 
 
+def _stand_in_launch(monkeypatch, launch_file, configurations):
+    """Build ``launch_file`` with the stand-ins and run its OpaqueFunction in a context holding
+    ``configurations`` on top of the declared defaults (as `ros2 launch` does): the declared
+    argument names and the actions the launch file returns."""
+    for name, module in _stand_in_launch_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "octo_ros.ros.launch_description", raising=False)
+    description = runpy.run_path(str(REPO_ROOT / "launch" / launch_file))["generate_launch_description"]()
+    *declared, opaque = description.args[0]
+    context = types.SimpleNamespace(launch_configurations={
+        d.args[0]: d.kwargs["default_value"] for d in declared})
+    context.launch_configurations.update(configurations)
+    return [d.args[0] for d in declared], opaque.execute(context)
+
+
+def _real_launch_ros() -> bool:
+    try:
+        import launch_ros  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+no_stand_ins = pytest.mark.skipif(_real_launch_ros(), reason="launch_ros is installed: test_real_launch_* cover it")
+
+
+@no_stand_ins
 @pytest.mark.parametrize("launch_file,robot,sim", [
     ("widowx.launch.py", "widowx", False), ("ur5.launch.py", "ur5", False),
     ("bimanual.launch.py", "bimanual", False), ("sim.launch.py", "ur5", True), ("sim.launch.py", "bimanual", True)])
 def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot, sim):
-    try:
-        import launch_ros  # noqa: F401  (on a ROS workstation the real modules are used)
-        real = True
-    except ImportError:
-        real = False
-        for name, module in _stand_in_launch_modules().items():
-            monkeypatch.setitem(sys.modules, name, module)
-        monkeypatch.delitem(sys.modules, "octo_ros.ros.launch_description", raising=False)
-    description = runpy.run_path(str(REPO_ROOT / "launch" / launch_file))["generate_launch_description"]()
-    if real:
-        assert description.entities
-        return
-    *declared, opaque = description.args[0]
-    declared_names = [d.args[0] for d in declared]
-    assert set(LAUNCH_ARGUMENTS) <= set(declared_names)
-    assert ("robot" in declared_names) == (launch_file == "sim.launch.py")
-    context = {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
-    context.update(robot=robot, checkpoint="/models/octo", record="true")
-    nodes = opaque.execute(context)
-    specs = describe(robot, sim=sim, arguments={k: v for k, v in context.items() if k != "robot"})
+    given = {"checkpoint": "/models/octo", "record": "true", "policy.dtype": "bfloat16"}
+    if launch_file == "sim.launch.py":
+        given["robot"] = robot
+    declared, actions = _stand_in_launch(monkeypatch, launch_file, given)
+    assert set(LAUNCH_ARGUMENTS) <= set(declared)
+    assert ("robot" in declared) == (launch_file == "sim.launch.py")
+    assert ("robot_ip" in declared) == (launch_file == "ur5.launch.py")
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    specs = describe(robot, sim=sim, arguments={k: v for k, v in given.items() if k != "robot"})
     assert [n.kwargs["name"] for n in nodes] == [s.name for s in specs]
     for node, spec in zip(nodes, specs):
         assert node.kwargs["package"] == "octo_ros"
@@ -116,6 +127,29 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
         assert yaml.safe_load(open(params_file)) == {"/**": {"ros__parameters": spec.parameters}}
         assert node.kwargs["remappings"] == list(spec.remappings)
         assert node.kwargs["namespace"] == spec.namespace
+    assert next(s for s in specs if s.name == "policy").parameters["dtype"] == "bfloat16", "node.parameter:=value"
+
+
+@no_stand_ins
+def test_launch_file_takes_robot_ip_and_node_parameters(monkeypatch):
+    _, actions = _stand_in_launch(monkeypatch, "ur5.launch.py", {
+        "robot_ip": "192.168.1.10", "ur5_adapter.max_linear_speed": "0.1", "tokenizer": "/models/t5-base"})
+    params = {a.kwargs["name"]: yaml.safe_load(open(a.kwargs["parameters"][0]))["/**"]["ros__parameters"]
+              for a in actions if type(a).__name__ == "Node"}
+    assert params["ur5_adapter"]["robot_ip"] == "192.168.1.10"
+    assert params["ur5_adapter"]["max_linear_speed"] == 0.1
+    assert params["policy"]["tokenizer"] == "/models/t5-base"
+
+
+@no_stand_ins
+def test_launch_file_rejects_a_mistyped_argument(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown launch argument 'checkpiont' \(did you mean 'checkpoint'\?\); "
+                                         r"valid: checkpoint, .*node\.parameter:=value"):
+        _stand_in_launch(monkeypatch, "widowx.launch.py", {"checkpiont": "/models/octo"})
+    with pytest.raises(ValueError, match="nodes not in the widowx graph"):
+        _stand_in_launch(monkeypatch, "widowx.launch.py", {"widowx_adaptor.dry_run": "false"})
+    # an including launch file's own arguments and launch_ros's are visible here too: not ours to refuse
+    _stand_in_launch(monkeypatch, "widowx.launch.py", {"use_rviz": "true", "ros_namespace": "/cell1"})
 
 
 def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):

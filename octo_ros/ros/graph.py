@@ -28,10 +28,69 @@ SIMULATORS = {"widowx": "widowx_sim", "ur5": "ur5_sim", "bimanual": "aloha_sim"}
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "checkpoint": ("", "Octo checkpoint directory (official layout or converted); empty: the one in the config file"),
     "dataset_statistics_key": ("", "dataset whose statistics unnormalize the actions; empty: the config file's"),
+    "tokenizer": ("", "T5 tokenizer for instructions: a spiece.model file or a folder holding one; empty: the "
+                  "checkpoint folder's, else the local Hugging Face cache's t5-base"),
     "dry_run": ("true", "compute commands without sending them to the robot"),
     "record": ("false", "start the rollout recorder"),
     "namespace": ("", "namespace for every node of the graph"),
 }
+# Launch arguments only one robot has.
+ROBOT_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
+    "ur5": {"robot_ip": ("", "IP address of the UR controller (ur_rtde); empty: the config file's")},
+}
+# Launch arguments that set one node parameter when given (not empty): name -> (node, parameter).
+ARGUMENT_PARAMETERS = {
+    "checkpoint": ("policy", "checkpoint"),
+    "dataset_statistics_key": ("policy", "dataset_statistics_key"),
+    "tokenizer": ("policy", "tokenizer"),
+    "robot_ip": ("ur5_adapter", "robot_ip"),
+}
+
+
+def launch_arguments(robot: str | None) -> dict[str, tuple[str, str]]:
+    """The launch arguments of ``robot``'s graph (None: those every robot has)."""
+    return {**LAUNCH_ARGUMENTS, **ROBOT_ARGUMENTS.get(robot or "", {})}
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (a swap of neighbours counts one)."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def _near_misses(name: str, known) -> list[str]:
+    return [k for k in known if _edit_distance(name, k) <= 2]
+
+
+def unknown_argument_message(name: str, robot: str | None) -> str:
+    known = launch_arguments(robot)
+    near = _near_misses(name, known)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return f"unknown launch argument '{name}'{hint}; valid: {', '.join(known)}, or node.parameter:=value"
+
+
+def arguments_from_launch(configurations: Mapping[str, Any], robot: str) -> dict[str, str]:
+    """What :func:`describe` takes, from `ros2 launch`'s launch configurations: the launch
+    arguments and every ``node.parameter``. The configurations also hold an including launch
+    file's arguments and launch_ros's own (``ros_namespace``), which are not ours to refuse;
+    a name a typo away from a valid argument (``checkpiont``) is refused."""
+    known = launch_arguments(robot)
+    chosen = {}
+    for key, value in configurations.items():
+        if not isinstance(value, str):  # launch_ros's global_params, ros_remaps
+            continue
+        if key in known or "." in key:
+            chosen[key] = value
+        elif _near_misses(key, known):
+            raise ValueError(unknown_argument_message(key, robot))
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -105,26 +164,26 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}' (choose one of {', '.join(ROBOTS)})")
     config = config or config_dir()
-    args = {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    known = launch_arguments(robot)
+    args = {name: default for name, (default, _) in known.items()}
     overrides: dict[str, dict[str, Any]] = {}
     for key, value in (arguments or {}).items():
-        if key in LAUNCH_ARGUMENTS:
+        if key in known:
             args[key] = value
         elif "." in key:
             node, param = key.split(".", 1)
             overrides.setdefault(node, {})[param] = yaml.safe_load(value) if isinstance(value, str) else value
         else:
-            raise ValueError(f"unknown launch argument '{key}' (known: {', '.join(LAUNCH_ARGUMENTS)}, or node.parameter)")
+            raise ValueError(unknown_argument_message(key, robot))
 
     params = load_parameters(config / f"{robot}.yaml")
     if sim:
         params = merge_parameters(params, load_parameters(config / f"{robot}_sim.yaml"))
 
     adapter = ADAPTERS[robot]
-    if args["checkpoint"]:
-        params.setdefault("policy", {})["checkpoint"] = args["checkpoint"]
-    if args["dataset_statistics_key"]:
-        params.setdefault("policy", {})["dataset_statistics_key"] = args["dataset_statistics_key"]
+    for name, (node, param) in ARGUMENT_PARAMETERS.items():
+        if args.get(name):
+            params.setdefault(node, {})[param] = args[name]
     params.setdefault(adapter, {})["dry_run"] = _parse_bool("dry_run", args["dry_run"])
     # the recorder stores the evidence of what drove the robot with each episode
     recorder = params.setdefault("recorder", {})

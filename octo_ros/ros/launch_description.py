@@ -1,35 +1,39 @@
 """Builds ROS 2 launch descriptions from the graph description (octo_ros.ros.graph).
-Used by launch/*.launch.py on a workstation with `launch` and `launch_ros`."""
+Used by launch/*.launch.py on a workstation with `launch` and `launch_ros`.
+
+Every launch argument and every ``node.parameter:=value`` given to `ros2 launch` reaches
+:func:`~octo_ros.ros.graph.describe`, as with `octo-ros launch`."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from octo_ros.ros.graph import LAUNCH_ARGUMENTS, ROBOTS, describe
+from octo_ros.ros.graph import ROBOTS, arguments_from_launch, describe, launch_arguments
 from octo_ros.ros.launcher import write_params_file
 
 
 def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
     """``robot`` None: the robot is chosen by a `robot:=` launch argument."""
     arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
-                 for name, (default, text) in LAUNCH_ARGUMENTS.items()]
+                 for name, (default, text) in launch_arguments(robot).items()]
     if robot is None:
         arguments.insert(0, DeclareLaunchArgument("robot", default_value="bimanual", choices=list(ROBOTS),
                                                   description="which robot to simulate"))
 
     def nodes(context):
-        values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
-        chosen = robot or LaunchConfiguration("robot").perform(context)
+        configurations = dict(context.launch_configurations)
+        chosen = robot or configurations.pop("robot")
+        specs = describe(chosen, sim=sim, arguments=arguments_from_launch(configurations, chosen))
         # Parameters go through a file written with every string quoted: launch_ros would
         # dump a dict with PyYAML, which leaves e.g. "y" bare and rcl reads it as a boolean.
         params_dir = Path(tempfile.mkdtemp(prefix="octo_ros_launch_"))
-        return [
-            Node(
+        actions = []
+        for spec in specs:
+            node = Node(
                 package="octo_ros",
                 executable=spec.executable,
                 name=spec.name,
@@ -39,7 +43,7 @@ def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
                 output="screen",
                 emulate_tty=True,
             )
-            for spec in describe(chosen, sim=sim, arguments=values)
-        ]
+            actions.append(node)
+        return actions
 
     return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])

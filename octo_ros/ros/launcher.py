@@ -176,13 +176,14 @@ def _cmd_launch(args) -> int:
 
 
 def register(subparsers) -> None:
-    from octo_ros.ros.graph import LAUNCH_ARGUMENTS, ROBOTS
+    from octo_ros.ros.graph import LAUNCH_ARGUMENTS, ROBOT_ARGUMENTS, ROBOTS
 
     p = subparsers.add_parser(
         "launch", help="run a robot's node graph as child processes (where `ros2 launch` is unavailable)",
         description="Runs the same graph as launch/<robot>.launch.py. Arguments: "
         + ", ".join(f"{k} (default '{d}')" for k, (d, _) in LAUNCH_ARGUMENTS.items())
-        + ", or node.parameter:=value.")
+        + "".join(f"; {robot} also " + ", ".join(extra) for robot, extra in ROBOT_ARGUMENTS.items())
+        + "; or node.parameter:=value.")
     p.add_argument("robot", choices=ROBOTS)
     p.add_argument("--sim", action="store_true", help="start the simulated robot too")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
