@@ -3,6 +3,7 @@ import ast
 import io
 import runpy
 import sys
+import time
 import types
 
 import pytest
@@ -152,6 +153,23 @@ def test_launch_file_rejects_a_mistyped_argument(monkeypatch):
     _stand_in_launch(monkeypatch, "widowx.launch.py", {"use_rviz": "true", "ros_namespace": "/cell1"})
 
 
+@no_stand_ins
+def test_a_dead_node_shuts_the_launch_down(monkeypatch):
+    _, actions = _stand_in_launch(monkeypatch, "sim.launch.py", {"robot": "widowx"})
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    handlers = [a.args[0] for a in actions if type(a).__name__ == "RegisterEventHandler"]
+    exits = {h.kwargs["target_action"].kwargs["name"]: h.kwargs["on_exit"]
+             for h in handlers if type(h).__name__ == "OnProcessExit"}
+    assert set(exits) == {n.kwargs["name"] for n in nodes}, "every node is required in the default graphs"
+    for name, on_exit in exits.items():
+        assert [type(a).__name__ for a in on_exit] == ["Shutdown"]
+        assert name in on_exit[0].kwargs["reason"]
+
+
+def test_description_marks_required_nodes():
+    assert all(spec.required for robot in ROBOTS for spec in describe(robot, sim=True, arguments={"record": "true"}))
+
+
 def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
     from octo_ros.ros.graph import NodeSpec
 
@@ -171,6 +189,19 @@ def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
     assert any(line.startswith("[widowx_sim] ") for line in text.splitlines())
     assert all(p.poll() is not None for p in graph.processes.values()), "the graph must come down"
     assert graph.processes["widowx_sim"].returncode == 0, "the others are stopped cleanly (SIGINT)"
+
+
+def test_launcher_keeps_the_graph_up_when_a_node_that_is_not_required_dies(tmp_path):
+    from octo_ros.ros.graph import NodeSpec
+
+    specs = [NodeSpec("widowx_sim", "widowx_sim", {"render_rate": 2.0}),
+             NodeSpec("policy", "policy", {"checkpoint": str(tmp_path / "missing")}, required=False)]
+    with GraphProcess(specs, out=io.StringIO()) as graph:
+        deadline = time.monotonic() + 60
+        while "policy" not in graph.failed and time.monotonic() < deadline:
+            graph.wait(duration=0.5)
+        assert graph.failed == ["policy"]
+        assert graph.processes["widowx_sim"].poll() is None, "a node that is not required takes nothing down"
 
 
 def test_params_file_keeps_strings_that_look_like_booleans(ros, tmp_path):

@@ -106,6 +106,8 @@ class NodeSpec:
     # the robot before its inputs disappear. (`ros2 launch` signals all nodes at once;
     # every adapter stops an armed robot in its own shutdown either way.)
     stop_order: int = 1
+    # its exit brings the whole graph down (`ros2 launch`: OnProcessExit -> Shutdown)
+    required: bool = True
 
     @property
     def module(self) -> str:

@@ -2,13 +2,15 @@
 Used by launch/*.launch.py on a workstation with `launch` and `launch_ros`.
 
 Every launch argument and every ``node.parameter:=value`` given to `ros2 launch` reaches
-:func:`~octo_ros.ros.graph.describe`, as with `octo-ros launch`."""
+:func:`~octo_ros.ros.graph.describe`, as with `octo-ros launch`; a required node that exits
+shuts the launch down (OnProcessExit -> Shutdown)."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
@@ -44,6 +46,9 @@ def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
                 emulate_tty=True,
             )
             actions.append(node)
+            if spec.required:
+                actions.append(RegisterEventHandler(OnProcessExit(
+                    target_action=node, on_exit=[Shutdown(reason=f"{spec.name} exited: it is required")])))
         return actions
 
     return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])

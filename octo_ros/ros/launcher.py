@@ -1,7 +1,8 @@
 """Run a node graph (octo_ros.ros.graph) as child processes, where `ros2 launch` is
 not available: each node a process, its output prefixed with the node name,
 Ctrl-C stopping everything in order (the robot side first), and a node that dies
-reported and, unless told otherwise, bringing the graph down."""
+reported and, when it is required (as every node of the default graphs is) and
+--keep-going is not given, bringing the graph down."""
 from __future__ import annotations
 
 import os
@@ -97,11 +98,12 @@ class GraphProcess:
         return dead
 
     def wait(self, duration: float | None = None, poll: float = 0.1) -> bool:
-        """Run until ``duration`` elapses (None: forever) or a node dies (unless
+        """Run until ``duration`` elapses (None: forever) or a required node dies (unless
         keep_going). Returns False if a node died."""
+        required = {spec.name for spec in self.specs if spec.required}
         deadline = None if duration is None else time.monotonic() + duration
         while deadline is None or time.monotonic() < deadline:
-            if self.check() and not self.keep_going:
+            if required.intersection(self.check()) and not self.keep_going:
                 return False
             if self.keep_going and len(self.failed) == len(self.processes):
                 return False
@@ -187,6 +189,6 @@ def register(subparsers) -> None:
     p.add_argument("robot", choices=ROBOTS)
     p.add_argument("--sim", action="store_true", help="start the simulated robot too")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--keep-going", action="store_true", help="keep the graph up when a node dies")
+    p.add_argument("--keep-going", action="store_true", help="keep the graph up when a required node dies")
     p.add_argument("assignments", nargs="*", metavar="key:=value")
     p.set_defaults(func=_cmd_launch)
