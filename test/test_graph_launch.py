@@ -1,8 +1,10 @@
 """The graph description, the launch files built from it, and the in-repo launcher."""
 import ast
 import io
+import os
 import runpy
 import sys
+import tempfile
 import time
 import types
 
@@ -166,8 +168,25 @@ def test_a_dead_node_shuts_the_launch_down(monkeypatch):
         assert name in on_exit[0].kwargs["reason"]
 
 
+@no_stand_ins
+def test_launch_leaves_no_parameter_folder_behind(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _, actions = _stand_in_launch(monkeypatch, "bimanual.launch.py", {})
+    assert all(os.path.isfile(a.kwargs["parameters"][0]) for a in actions if type(a).__name__ == "Node")
+    (on_shutdown,) = [a.args[0].kwargs["on_shutdown"] for a in actions
+                      if type(a).__name__ == "RegisterEventHandler" and type(a.args[0]).__name__ == "OnShutdown"]
+    on_shutdown(None, None)  # launch calls it with the Shutdown event and the context
+    assert not list(tmp_path.iterdir())
+
+
 def test_description_marks_required_nodes():
     assert all(spec.required for robot in ROBOTS for spec in describe(robot, sim=True, arguments={"record": "true"}))
+
+
+def test_package_declares_what_the_launch_files_import():
+    package = (REPO_ROOT / "package.xml").read_text()
+    for dependency in ("launch", "launch_ros", "ament_index_python"):
+        assert f"<exec_depend>{dependency}</exec_depend>" in package
 
 
 def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):

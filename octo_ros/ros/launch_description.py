@@ -6,11 +6,12 @@ Every launch argument and every ``node.parameter:=value`` given to `ros2 launch`
 shuts the launch down (OnProcessExit -> Shutdown)."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
@@ -32,8 +33,10 @@ def launch_description(robot: str | None, sim: bool) -> LaunchDescription:
         specs = describe(chosen, sim=sim, arguments=arguments_from_launch(configurations, chosen))
         # Parameters go through a file written with every string quoted: launch_ros would
         # dump a dict with PyYAML, which leaves e.g. "y" bare and rcl reads it as a boolean.
+        # The nodes read their files when they start; the folder goes when the launch ends.
         params_dir = Path(tempfile.mkdtemp(prefix="octo_ros_launch_"))
-        actions = []
+        actions = [RegisterEventHandler(OnShutdown(
+            on_shutdown=lambda event, context: shutil.rmtree(params_dir, ignore_errors=True)))]
         for spec in specs:
             node = Node(
                 package="octo_ros",
