@@ -4,7 +4,8 @@ Writes into ``DIR`` (default ``<BAG>/review``):
 
 * ``<bag>.mp4``: the cameras side by side (H.264, at the primary camera's frame rate), each
   frame overlaid with the instruction, the time, the index (sequence) of the chunk being
-  executed and its row, and the gripper state commanded then (open/closed, value);
+  executed, its row and who produced it (policy or teleop), and the gripper state commanded
+  then (open/closed, value);
 * ``actions.png``: the commanded (unnormalized) action per dimension over time, one subplot per
   arm or action group (translation, rotation, joints, grippers) with its unit, a grey mark
   where each chunk arrived;
@@ -65,7 +66,7 @@ def render_video(ep: Episode, path: Path) -> int:
             if a is None:
                 lines.append("chunk: none yet")
             else:
-                lines.append(f"chunk {ep.chunks.sequence[ci]} row {row}")
+                lines.append(f"chunk {ep.chunks.sequence[ci]} row {row} ({ep.chunks.source[ci]})")
                 if g is not None:
                     lines.append(f"gripper {'open' if a[g] >= 0.5 else 'closed'} ({a[g]:.2f})")
         frame = _overlay(frame, lines)
