@@ -7,13 +7,21 @@ in another process.
 Each adapter runs as its own process against its simulated driver (widowx_sim, aloha_sim, the
 in-process fake UR controller), armed (dry-run off), fed a stream of action chunks so it computes a
 new command every tick. The tick times are the ``~/command_preview`` header stamps (the node clock
-read inside the control timer), so DDS delivery does not count; jitter = |tick interval - period|.
-The load process loops ``OctoPolicy.sample_actions`` on a tiny untrained checkpoint.
+read inside the control timer), so DDS delivery does not count. Lateness = how far each tick is
+behind its slot on the timer's grid (the grid's origin is the least-late tick); "skipped" counts
+slots with no tick (a tick later than one period). The load process loops
+``OctoPolicy.sample_actions`` on a tiny untrained checkpoint.
+
+Two configurations, measured one after the other in the same run:
+  normal    adapter at normal scheduling (``realtime_priority:=0``), inference on every core
+  realtime  the shipped defaults: control loop SCHED_FIFO (``octo_ros.control.realtime``),
+            inference on all cores but one (``octo_ros.inference.runtime.default_torch_threads``)
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,9 +49,16 @@ ROBOTS = {
 }
 
 
-def _load_loop(checkpoint: str) -> None:
+CONFIGS = {"normal": {"realtime_priority": 0}, "realtime": {}}
+
+
+def _load_loop(checkpoint: str, threads: int) -> None:
     """Child process: sample_actions in a loop until killed."""
+    import torch
+
     from octo_ros.model.policy import OctoPolicy
+
+    torch.set_num_threads(threads)
 
     tokenizer = next((str(Path(checkpoint) / n) for n in ("spiece.model", "tokenizer.json")
                       if (Path(checkpoint) / n).is_file()), None)
@@ -82,7 +97,15 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def measure(robot: str, seconds: float, log) -> dict:
+def lateness(ticks_ns: np.ndarray, period: float) -> tuple[np.ndarray, int]:
+    """Per-tick lateness (s) behind the timer grid, and how many grid slots had no tick."""
+    t = (ticks_ns - ticks_ns[0]) / 1e9
+    slot = np.round(t / period)
+    phase = t - slot * period
+    return phase - phase.min(), int(np.sum(np.maximum(np.diff(slot) - 1, 0)))
+
+
+def measure(robot: str, config: str, seconds: float, log) -> dict:
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -97,7 +120,7 @@ def measure(robot: str, seconds: float, log) -> dict:
     procs = []
     if sim:
         procs.append(_spawn(sim, sim, s_params, log))
-    procs.append(_spawn(adapter, adapter, a_params, log))
+    procs.append(_spawn(adapter, adapter, {**a_params, **CONFIGS[config]}, log))
     node = Node(f"jitter_bench_{robot}")
     stamps: list[int] = []
     latest: dict = {}
@@ -157,12 +180,11 @@ def measure(robot: str, seconds: float, log) -> dict:
         node.destroy_node()
         for p in reversed(procs):
             _stop(p)
-    intervals = np.diff(ticks) / 1e9
-    jitter = np.abs(intervals - period) * 1e3
-    return {"robot": robot, "rate": 1 / period, "ticks": len(ticks), "expected": int(seconds / period),
-            "p50": float(np.percentile(jitter, 50)) if len(jitter) else float("nan"),
-            "p99": float(np.percentile(jitter, 99)) if len(jitter) else float("nan"),
-            "max": float(jitter.max()) if len(jitter) else float("nan")}
+    late, skipped = lateness(ticks, period)
+    late_ms = late * 1e3
+    return {"robot": robot, "config": config, "rate": 1 / period, "ticks": len(ticks),
+            "expected": int(seconds / period), "p50": float(np.percentile(late_ms, 50)),
+            "p99": float(np.percentile(late_ms, 99)), "max": float(late_ms.max()), "skipped": skipped}
 
 
 def main() -> int:
@@ -170,44 +192,61 @@ def main() -> int:
     parser.add_argument("--robots", nargs="+", default=list(ROBOTS), choices=list(ROBOTS))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-load", action="store_true", help="no inference process")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--load-only", help=argparse.SUPPRESS)  # child mode: checkpoint path
+    parser.add_argument("--load-threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_only:
-        _load_loop(args.load_only)
+        _load_loop(args.load_only, args.load_threads)
         return 0
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", "78")
     import rclpy
 
+    from octo_ros.control.realtime import allowed_fifo_priority
+    from octo_ros.inference.runtime import default_torch_threads
     from octo_ros.model.testing import make_untrained_checkpoint
 
-    rows = []
+    cpus = len(os.sched_getaffinity(0))
+    rows, loads = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         log = open(Path(tmp) / "nodes.log", "w")
-        load = None
-        if not args.no_load:
-            checkpoint = make_untrained_checkpoint(Path(tmp) / "ckpt", head="diffusion")
-            load = subprocess.Popen([sys.executable, __file__, "--load-only", str(checkpoint)], cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            time.sleep(5.0)  # model loaded and looping
+        checkpoint = None if args.no_load else make_untrained_checkpoint(Path(tmp) / "ckpt", head="diffusion")
         rclpy.init()
         try:
             for robot in args.robots:
-                rows.append(measure(robot, args.seconds, log))
+                for config in args.configs:
+                    threads = cpus if config == "normal" else default_torch_threads()
+                    load, load_log = None, Path(tmp) / f"load_{robot}_{config}.log"
+                    if checkpoint is not None:
+                        with open(load_log, "w") as out:
+                            load = subprocess.Popen([sys.executable, __file__, "--load-only", str(checkpoint),
+                                                     "--load-threads", str(threads)], cwd=ROOT, stdout=out,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
+                        deadline = time.monotonic() + 180
+                        while "load:" not in load_log.read_text():  # model loaded and looping
+                            if time.monotonic() > deadline or load.poll() is not None:
+                                raise RuntimeError(f"inference load did not start: {load_log.read_text()[-2000:]}")
+                            time.sleep(0.5)
+                    try:
+                        rows.append(measure(robot, config, args.seconds, log))
+                    finally:
+                        if load is not None:
+                            _stop(load)
+                    reports = re.findall(r"load: ([\d.]+ inferences/s)", load_log.read_text()) if load else []
+                    loads[(robot, config)] = f"{threads} threads, {reports[-1]}" if reports else "none"
         finally:
-            if load is not None:
-                _stop(load)
             rclpy.try_shutdown()
             log.close()
-            if load is not None:
-                loads = [l for l in (Path(tmp) / "nodes.log").read_text().splitlines() if l.startswith("load:")]
-                print(f"inference load: {loads[-1][6:] if loads else 'no report'}")
-    print(f"adapter command-loop jitter |tick interval - period| ({'with' if not args.no_load else 'without'} "
-          f"inference in another process, {os.cpu_count()} CPUs, {args.seconds:g} s each, armed)")
-    print("| adapter | rate Hz | ticks / expected | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"adapter control-loop lateness behind the timer grid ({'with' if not args.no_load else 'without'} "
+          f"inference in another process; {cpus} CPUs, {cpu}; load average {os.getloadavg()[0]:.1f}; "
+          f"SCHED_FIFO allowed up to {allowed_fifo_priority()}; {args.seconds:g} s each, armed)")
+    print("| adapter | config | inference load | rate Hz | ticks / expected | lateness p50 ms | p99 ms | max ms | "
+          "skipped slots |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['robot']} | {r['rate']:g} | {r['ticks']} / {r['expected']} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['max']:.2f} |")
+        print(f"| {r['robot']} | {r['config']} | {loads[(r['robot'], r['config'])]} | {r['rate']:g} | {r['ticks']} / "
+              f"{r['expected']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | {r['skipped']} |")
     return 0
 
 

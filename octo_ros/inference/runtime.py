@@ -2,6 +2,7 @@
 input, the newest-window hand-off to the inference worker, and latency figures."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -10,6 +11,12 @@ from typing import Generic, Optional, TypeVar
 import numpy as np
 
 from octo_ros.model.policy import OctoPolicy
+
+
+def default_torch_threads() -> int:
+    """Inference threads when not configured: every CPU this process may use but one, so the
+    adapter's control loop keeps a core even while the policy computes."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 class TaskError(ValueError):

@@ -24,6 +24,8 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
+from octo_ros.control.realtime import make_current_thread_realtime
+
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
 # "Latched" topics (goal image, instruction): a late subscriber still gets the last message.
@@ -84,10 +86,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run_node(make_node: Callable[[], Node], name: str, threads: int = 1) -> None:
+def run_node(make_node: Callable[[], Node], name: str, threads: int = 1, realtime: bool = False) -> None:
     """main() of an octo_ros node: build it (bad parameters or files: a fatal log that
     says why, exit code 1), spin until Ctrl-C or shutdown, then let it release what it
     holds (its ``close()``, when it has one) and destroy it.
+
+    ``realtime``: the thread that spins (and so runs the node's control timer) gets real-time
+    scheduling at the node's ``realtime_priority`` parameter (``octo_ros.control.realtime``); the
+    node's ``scheduling`` says what was granted.
 
     rclpy's own SIGINT handler is off: it would end the context at once, while the node's
     worker and render threads still publish and ``close()`` still has to stop the robot.
@@ -98,6 +104,10 @@ def run_node(make_node: Callable[[], Node], name: str, threads: int = 1) -> None
     signal.signal(signal.SIGTERM, _interrupt)  # what ros2 launch sends when SIGINT was not enough
     try:
         node = make_node()
+        if realtime:
+            node.scheduling = make_current_thread_realtime(node.get_parameter("realtime_priority").value)
+            log = node.get_logger().info if node.scheduling.realtime else node.get_logger().warning
+            log(node.scheduling.describe())
     except (ValueError, KeyError, OSError, RuntimeError, ParameterException) as err:
         rclpy.logging.get_logger(name).fatal(str(err))
         rclpy.try_shutdown()

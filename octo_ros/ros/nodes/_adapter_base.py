@@ -20,6 +20,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from octo_ros.control.chunking import ChunkExecutionConfig
+from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle
@@ -68,6 +69,7 @@ class AdapterNodeBase(Node):
     def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
         self.initial_dry_run = bool(self.declare_parameter("dry_run", True).value)
+        validate_priority(self.declare_parameter("realtime_priority", REALTIME_PRIORITY).value)  # run_node applies it
         self.warnings = WarningThrottle(self)
         self.diagnostics = Diagnostics(self)
         self.last_output: ControlOutput | None = None
@@ -77,6 +79,8 @@ class AdapterNodeBase(Node):
         self.ticks = 0
         self.clamped_ticks = 0  # since the last diagnostics report: ticks whose command a safety limit changed
         self._last_reason_kind = ""
+        self._tick_warnings: list[tuple[str, str]] = []  # logged off the control tick (logging blocks)
+        self.scheduling = None  # set by run_node(realtime=True): what the OS granted the control loop
 
     # --------------------------------------------------------------- set-up
     def start(self, control_period_s: float) -> None:
@@ -87,6 +91,7 @@ class AdapterNodeBase(Node):
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         self.create_timer(control_period_s, self._on_tick)
+        self.create_timer(0.2, self._log_tick_warnings)
         self.create_timer(1.0, self._publish_diagnostics)
         if not self.initial_dry_run:
             reason = self.apply_dry_run(False)
@@ -169,7 +174,7 @@ class AdapterNodeBase(Node):
             self.clamped_ticks += 1
         kind = _reason_kind(out.reason)
         if out.status is not ControlStatus.MOVE and out.reason and kind != self._last_reason_kind:
-            self.warnings.warn(f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}")
+            self._tick_warnings.append((f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}"))
         self._last_reason_kind = kind
         self.last_output = out
         self.status_publisher.publish(String(data=f"{out.status.value}: {out.reason}"))
@@ -178,6 +183,11 @@ class AdapterNodeBase(Node):
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
         raise NotImplementedError
+
+    def _log_tick_warnings(self) -> None:
+        pending, self._tick_warnings = self._tick_warnings, []
+        for key, text in pending:
+            self.warnings.warn(key, text)
 
     def _on_set_dry_run(self, request, response):
         reason = self.apply_dry_run(bool(request.data))
@@ -212,7 +222,8 @@ class AdapterNodeBase(Node):
                   "chunks_accepted": self.chunks_accepted, "chunks_rejected": self.chunks_rejected,
                   "commands_sent": self.commands_sent, "ticks": self.ticks,
                   # recorded with the episode; `octo-ros review` plots the ticks with clamps
-                  "safety_clamps": self.clamped_ticks, "last_clamp": "; ".join(out.notes) if out else ""}
+                  "safety_clamps": self.clamped_ticks, "last_clamp": "; ".join(out.notes) if out else "",
+                  "scheduling": self.scheduling.describe() if self.scheduling else "not set"}
         self.clamped_ticks = 0
         values.update(self.extra_diagnostics())
         self.diagnostics.publish(level, message, values)

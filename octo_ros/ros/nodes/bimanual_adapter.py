@@ -118,7 +118,7 @@ class BimanualAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run_node(BimanualAdapterNode, "bimanual_adapter")
+    run_node(BimanualAdapterNode, "bimanual_adapter", realtime=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from octo_ros.inference.runtime import (
     NewestSlot,
     Task,
     TaskError,
+    default_torch_threads,
     validate_goal_image,
     validate_instruction,
 )
@@ -78,7 +79,7 @@ class PolicyNode(Node):
         started = time.perf_counter()
         if device == "cpu":
             tune_malloc()  # this process runs the model: keep its activation memory mapped between calls
-        self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or None,
+        self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or default_torch_threads(),
                                       step=None if step < 0 else step, tokenizer=tokenizer)
         if self.dataset_key is None and len(self.policy.dataset_keys) > 1:
             raise ValueError(f"checkpoint has statistics for several datasets {self.policy.dataset_keys}: "

@@ -238,7 +238,7 @@ class UR5AdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run_node(UR5AdapterNode, "ur5_adapter")
+    run_node(UR5AdapterNode, "ur5_adapter", realtime=True)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ class WidowXAdapterNode(AdapterNodeBase):
 
 
 def main() -> None:
-    run_node(WidowXAdapterNode, "widowx_adapter")
+    run_node(WidowXAdapterNode, "widowx_adapter", realtime=True)
 
 
 if __name__ == "__main__":
