@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
+from octo_ros.inference.runtime import model_batch
 from octo_ros.perception.image_codec import ImageLayoutError, encode_image, resize_like_octo
 from octo_ros.perception.observation import (
     JointStateError,
@@ -119,9 +120,9 @@ def test_images_are_resized_like_octo():
     w = buf.assemble(110 * MS)
     np.testing.assert_array_equal(w.images["image_primary"][1], resize_like_octo(prim, (256, 256), True))
     np.testing.assert_array_equal(w.images["image_wrist"][1], resize_like_octo(wrist, (128, 128), False))
-    obs = w.to_octo_observation()
+    obs = model_batch(w, w.images, max_window=2)
     assert obs["image_primary"].shape == (1, 2, 256, 256, 3) and obs["timestep_pad_mask"].tolist() == [[False, True]]
-    assert "proprio" not in obs and w.to_octo_observation(include_proprio=True)["proprio"].shape == (1, 2, 3)
+    assert "proprio" not in obs and model_batch(w, [*w.images, "proprio"], max_window=2)["proprio"].shape == (1, 2, 3)
 
 
 def test_reset_restarts_pad_mask_and_clears_streams():

@@ -6,10 +6,11 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Generic, Optional, TypeVar
+from typing import Collection, Generic, Optional, TypeVar
 
 import numpy as np
 
+from octo_ros.datatypes import ObservationWindow
 from octo_ros.model.policy import OctoPolicy
 
 
@@ -44,6 +45,18 @@ class Task:
 
 
 NO_TASK = Task()
+
+
+def model_batch(window: ObservationWindow, observation_keys: Collection[str], max_window: int) -> dict[str, np.ndarray]:
+    """The observations ``OctoPolicy.sample_actions`` takes from one window: the inputs the model
+    has (``image_*``, ``proprio``) and ``timestep_pad_mask``, the newest ``max_window`` steps,
+    with a leading batch axis of 1."""
+    keep = min(window.window_size, max_window)
+    obs = {name: frames[None, -keep:] for name, frames in window.images.items() if name in observation_keys}
+    if "proprio" in observation_keys:
+        obs["proprio"] = window.proprio[None, -keep:]
+    obs["timestep_pad_mask"] = window.timestep_pad_mask[None, -keep:]
+    return obs
 
 
 def validate_instruction(policy: OctoPolicy, text: str) -> str:

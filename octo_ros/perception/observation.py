@@ -48,6 +48,7 @@ from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, U
 
 import numpy as np
 
+from octo_ros.datatypes import ObservationWindow
 from octo_ros.perception.image_codec import (
     PerceptionInputError,
     decode_image_msg,
@@ -507,52 +508,6 @@ class ObservationStatus:
         return f"{self.kind.value}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class ObservationWindow:
-    """One Octo observation window (oldest step first, no batch axis).
-
-    images: input name -> (W, H, W_img, 3) uint8 RGB at the model resolution
-    proprio: (W, D) float32 joint positions in ``joint_names`` order (D may be 0), normalized
-        for the joints in ``proprio_normalization``
-    stamps_ns: (W,) int64 step stamps (the reference camera's frame stamp)
-    image_stamps_ns: input name -> (W,) int64 stamps of the frames used
-    joint_state_stamps_ns: (W,) int64 stamps of the joint states used, the oldest of the sources'
-        (-1 if no joints configured)
-    timestep_pad_mask: (W,) bool, True = real step; padded slots are copies of the first real step
-    joint_state_stamps_by_topic: source topic -> (W,) int64 stamps of its joint states used
-        (empty if no joints configured)
-    """
-
-    images: Dict[str, np.ndarray]
-    proprio: np.ndarray
-    stamps_ns: np.ndarray
-    image_stamps_ns: Dict[str, np.ndarray]
-    joint_state_stamps_ns: np.ndarray
-    timestep_pad_mask: np.ndarray
-    joint_state_stamps_by_topic: Dict[str, np.ndarray] = field(default_factory=dict)
-
-    ready = True
-
-    @property
-    def window_size(self) -> int:
-        return int(self.timestep_pad_mask.shape[0])
-
-    @property
-    def num_real_steps(self) -> int:
-        return int(self.timestep_pad_mask.sum())
-
-    def to_octo_observation(self, add_batch_axis: bool = True, include_proprio: bool = False) -> Dict[str, np.ndarray]:
-        """The dict ``OctoModel.sample_actions`` takes (§4.3): ``image_*`` and
-        ``timestep_pad_mask`` (plus ``proprio`` if asked), with a leading batch axis of 1."""
-        obs: Dict[str, np.ndarray] = dict(self.images)
-        obs["timestep_pad_mask"] = self.timestep_pad_mask
-        if include_proprio:
-            obs["proprio"] = self.proprio
-        if add_batch_axis:
-            obs = {k: v[None] for k, v in obs.items()}
-        return obs
-
-
 AssembleResult = Union[ObservationWindow, ObservationStatus]
 
 
@@ -851,6 +806,7 @@ class ObservationBuffer:
             images={c.input_name: np.stack([s.images[c.input_name] for s in steps]) for c in cfg.cameras},
             proprio=np.stack([s.proprio for s in steps]).astype(np.float32, copy=False).reshape(w, -1),
             stamps_ns=np.array([s.stamp_ns for s in steps], np.int64),
+            proprio_names=cfg.joint_names,
             image_stamps_ns={c.input_name: np.array([s.image_stamps[c.input_name] for s in steps], np.int64)
                              for c in cfg.cameras},
             joint_state_stamps_ns=np.array([s.joint_stamp for s in steps], np.int64),

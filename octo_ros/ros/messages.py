@@ -11,8 +11,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
 from octo_ros.control.chunking import POLICY_SOURCE
+from octo_ros.datatypes import ObservationWindow
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
-from octo_ros.perception.observation import ObservationWindow
 from octo_ros.timebase import split_ns, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk, CameraWindow
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
@@ -34,7 +34,7 @@ def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
     return msg
 
 
-def window_to_msg(window: ObservationWindow, proprio_names: tuple[str, ...] = ()) -> ObservationWindowMsg:
+def window_to_msg(window: ObservationWindow) -> ObservationWindowMsg:
     msg = ObservationWindowMsg()
     msg.header.stamp = ns_to_stamp(int(window.stamps_ns[-1]))
     msg.step_stamps = [ns_to_stamp(int(s)) for s in window.stamps_ns]
@@ -44,24 +44,12 @@ def window_to_msg(window: ObservationWindow, proprio_names: tuple[str, ...] = ()
         msg.cameras.append(CameraWindow(
             input_name=name, frames=[image_to_msg(frame, int(s)) for frame, s in zip(frames, stamps)]))
     if window.proprio.size:
-        msg.proprio_names = list(proprio_names)
+        msg.proprio_names = list(window.proprio_names)
         msg.proprio = window.proprio.astype(np.float32).ravel().tolist()
     return msg
 
 
-@dataclass(frozen=True)
-class WindowArrays:
-    """An observation window received over ROS, in the layout the model takes."""
-
-    stamp_ns: int
-    step_stamps_ns: np.ndarray  # (W,) int64
-    timestep_pad_mask: np.ndarray  # (W,) bool
-    images: dict[str, np.ndarray]  # name -> (W, H, W, 3) uint8
-    proprio: np.ndarray  # (W, D) float32, D may be 0
-    proprio_names: tuple[str, ...]
-
-
-def window_from_msg(msg: ObservationWindowMsg) -> WindowArrays:
+def window_from_msg(msg: ObservationWindowMsg) -> ObservationWindow:
     """Checks the window is consistent and returns its arrays; ValueError names what is wrong."""
     steps = len(msg.timestep_pad_mask)
     if steps == 0:
@@ -70,22 +58,23 @@ def window_from_msg(msg: ObservationWindowMsg) -> WindowArrays:
         raise ValueError(f"observation window has {len(msg.step_stamps)} step stamps for {steps} steps")
     if not msg.cameras:
         raise ValueError("observation window has no camera")
-    images = {}
+    images, image_stamps = {}, {}
     for camera in msg.cameras:
         if len(camera.frames) != steps:
             raise ValueError(f"camera {camera.input_name} has {len(camera.frames)} frames for {steps} steps")
         images[camera.input_name] = np.stack([decode_image_msg(frame) for frame in camera.frames])
+        image_stamps[camera.input_name] = np.array([stamp_to_ns(f.header.stamp) for f in camera.frames], np.int64)
     proprio = np.asarray(msg.proprio, dtype=np.float32)
     names = tuple(msg.proprio_names)
     if proprio.size != steps * len(names):
         raise ValueError(f"proprio has {proprio.size} values for {steps} steps x {len(names)} names")
-    return WindowArrays(
-        stamp_ns=stamp_to_ns(msg.header.stamp),
-        step_stamps_ns=np.array([stamp_to_ns(s) for s in msg.step_stamps], dtype=np.int64),
-        timestep_pad_mask=np.array(msg.timestep_pad_mask, dtype=bool),
+    return ObservationWindow(
         images=images,
         proprio=proprio.reshape(steps, len(names)),
+        stamps_ns=np.array([stamp_to_ns(s) for s in msg.step_stamps], dtype=np.int64),
+        timestep_pad_mask=np.array(msg.timestep_pad_mask, dtype=bool),
         proprio_names=names,
+        image_stamps_ns=image_stamps,
     )
 
 

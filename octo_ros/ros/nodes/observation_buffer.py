@@ -166,7 +166,7 @@ class ObservationBufferNode(Node):
         if self.last_status is not None and self.last_status.kind is StatusKind.STALE:
             self.get_logger().info("observation streams fresh again: publishing windows")
         self.last_status = None
-        self.publisher.publish(window_to_msg(result, self.proprio_joints))
+        self.publisher.publish(window_to_msg(result))
         self.windows_published += 1
 
     def _publish_diagnostics(self) -> None:

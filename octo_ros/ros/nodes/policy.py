@@ -20,6 +20,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from octo_ros.datatypes import ObservationWindow
 from octo_ros.inference.runtime import (
     NO_TASK,
     LatencyStats,
@@ -27,12 +28,13 @@ from octo_ros.inference.runtime import (
     Task,
     TaskError,
     default_torch_threads,
+    model_batch,
     validate_goal_image,
     validate_instruction,
 )
 from octo_ros.model.policy import OctoPolicy, tune_malloc
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
-from octo_ros.ros.messages import Chunk, WindowArrays, chunk_to_msg, window_from_msg
+from octo_ros.ros.messages import Chunk, chunk_to_msg, window_from_msg
 from octo_ros.ros.support import (
     ERROR,
     LATCHED_QOS,
@@ -43,7 +45,8 @@ from octo_ros.ros.support import (
     WarningThrottle,
     run_node,
 )
-from octo_ros_msgs.msg import ActionChunk, ObservationWindow, PolicyStatus
+from octo_ros_msgs.msg import ActionChunk, PolicyStatus
+from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 from octo_ros_msgs.srv import SetInstruction
 
 
@@ -100,7 +103,7 @@ class PolicyNode(Node):
 
         self._task_lock = threading.Lock()
         self.task: Task = NO_TASK
-        self.windows: NewestSlot[WindowArrays] = NewestSlot()
+        self.windows: NewestSlot[ObservationWindow] = NewestSlot()
         self.latency = LatencyStats()
         self.sequence = 0
         self.state = PolicyStatus.WAITING_FOR_TASK
@@ -111,7 +114,7 @@ class PolicyNode(Node):
         tasks_group = MutuallyExclusiveCallbackGroup()
         self.chunk_publisher = self.create_publisher(ActionChunk, "action_chunk", 10)
         self.status_publisher = self.create_publisher(PolicyStatus, "~/status", 10)
-        self.create_subscription(ObservationWindow, "observation_window", self._on_window, WINDOW_QOS)
+        self.create_subscription(ObservationWindowMsg, "observation_window", self._on_window, WINDOW_QOS)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction, callback_group=tasks_group)
         self.create_service(Trigger, "~/clear_task", self._on_clear_task, callback_group=tasks_group)
         self.create_subscription(String, "instruction", self._on_instruction_topic, LATCHED_QOS, callback_group=tasks_group)
@@ -166,22 +169,13 @@ class PolicyNode(Node):
         return response
 
     # ------------------------------------------------------------------ inference
-    def _on_window(self, msg: ObservationWindow) -> None:
+    def _on_window(self, msg: ObservationWindowMsg) -> None:
         try:
             window = window_from_msg(msg)
         except (ValueError, PerceptionInputError) as err:
             self.warnings.warn(f"window:{type(err).__name__}", f"observation_window: {err}; window dropped")
             return
         self.windows.put((time.perf_counter(), window))
-
-    def _observation(self, window: WindowArrays) -> dict:
-        keep = min(len(window.timestep_pad_mask), self.policy.max_window)
-        obs = {name: frames[None, -keep:] for name, frames in window.images.items()
-               if name in self.policy.observation_keys}
-        if "proprio" in self.policy.observation_keys:
-            obs["proprio"] = window.proprio[None, -keep:]
-        obs["timestep_pad_mask"] = window.timestep_pad_mask[None, -keep:]
-        return obs
 
     def _inference_loop(self) -> None:
         tasks_for: Task | None = None
@@ -206,8 +200,8 @@ class PolicyNode(Node):
                         texts=[task.instruction] if task.instruction else None,
                         goals={k: v[None] for k, v in task.goals.items()} if task.goals else None)
                     tasks_for = task
-                out = self.policy.sample_actions(self._observation(window), tasks, dataset_key=self.dataset_key,
-                                                 generator=self.generator)
+                batch = model_batch(window, self.policy.observation_keys, self.policy.max_window)
+                out = self.policy.sample_actions(batch, tasks, dataset_key=self.dataset_key, generator=self.generator)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one bad inference
                 self._set_state(PolicyStatus.ERROR, f"inference failed: {type(err).__name__}: {err}")
                 self.warnings.warn(f"inference:{type(err).__name__}",
