@@ -36,6 +36,7 @@ import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
 
 from octo_ros.robots.interbotix.driver_standin import JointStateSample  # noqa: E402
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, VX300S  # noqa: E402
+from octo_ros.sim.tasks import EpisodeRule, TaskStatus  # noqa: E402
 
 ARMS = ("left", "right")
 JOINT_STATE_NAMES = (*ARM_JOINTS, "gripper", "left_finger", "right_finger")
@@ -53,6 +54,34 @@ TASK_FILES = {
     "transfer_cube": "bimanual_viperx_transfer_cube.xml",
     "insertion": "bimanual_viperx_insertion.xml",
 }
+
+
+@dataclass(frozen=True)
+class AlohaTask:
+    """A task on gym-aloha's transfer-cube scene, judged by gym-aloha's own staged reward
+    (``TransferCubeTask.get_reward``: 1 right gripper touches the cube, 2 it lifts it off the table,
+    3 the left gripper touches it, 4 the left one holds it off the table alone)."""
+
+    instruction: str
+    success_reward: int
+    rule: EpisodeRule
+
+
+TASKS = {
+    "lift_cube": AlohaTask("pick up the red cube with the right arm", 2, EpisodeRule(timeout_s=8.0, hold_s=0.5)),
+}
+DEFAULT_TASK = "lift_cube"
+# gym-aloha sample_box_pose: the cube's centre is drawn from this box (m), upright.
+CUBE_LOW = (0.0, 0.4, 0.05)
+CUBE_HIGH = (0.2, 0.6, 0.05)
+
+
+def sample_cube_pose(seed: int) -> np.ndarray:
+    """Episode ``seed``'s cube pose [x, y, z, qw, qx, qy, qz] (gym-aloha's ranges)."""
+    position = np.random.default_rng(seed).uniform(CUBE_LOW, CUBE_HIGH)
+    return np.concatenate([position, [1.0, 0.0, 0.0, 0.0]])
+
+
 CAMERAS = ("top", "angle", "left_wrist", "right_wrist", "left_pillar", "right_pillar", "front_close")
 
 
@@ -118,6 +147,7 @@ class AlohaSim:
         self.finger_lower, self.finger_upper = (float(v) for v in m.jnt_range[fid])
         self._env_qpos0: np.ndarray | None = None
         self.violations: list[str] = []
+        self.task: tuple[str, int] | None = None  # (name, seed)
         self.reset()
 
     # state --------------------------------------------------------------------------------
@@ -149,6 +179,53 @@ class AlohaSim:
     @property
     def time(self) -> float:
         return float(self.data.time)
+
+    # task -----------------------------------------------------------------------------------
+    def set_task(self, task: str, seed: int) -> np.ndarray:
+        """Reset to episode ``seed`` of ``task`` (arms at the start pose, the cube at its sampled
+        pose); returns the cube pose."""
+        if task not in TASKS:
+            raise ValueError(f"unknown ALOHA task {task!r}; known: {sorted(TASKS)}")
+        if self.config.task != "transfer_cube":
+            raise ValueError(f"task {task!r} needs the transfer_cube scene, this sim has {self.config.task!r}")
+        pose = sample_cube_pose(seed)
+        self.reset(env_qpos=pose)
+        self.task = (task, int(seed))
+        return pose
+
+    def cube_pose(self) -> np.ndarray:
+        return self.data.qpos[16:23].copy()
+
+    def transfer_cube_reward(self) -> int:
+        """gym-aloha's TransferCubeTask reward from the current contacts (pairs in either order)."""
+        m, d = self.model, self.data
+        pairs = set()
+        for i in range(d.ncon):
+            a, b = m.geom(d.contact[i].geom1).name, m.geom(d.contact[i].geom2).name
+            pairs.update({(a, b), (b, a)})
+        left = ("red_box", "vx300s_left/10_left_gripper_finger") in pairs
+        right = ("red_box", "vx300s_right/10_right_gripper_finger") in pairs
+        table = ("red_box", "table") in pairs
+        reward = 0
+        if right:
+            reward = 1
+        if right and not table:
+            reward = 2
+        if left:
+            reward = 3
+        if left and not table:
+            reward = 4
+        return reward
+
+    def task_status(self, time: float | None = None) -> TaskStatus | None:
+        """The task's check on the current state (None without a task); ``time`` defaults to sim time."""
+        if self.task is None:
+            return None
+        name, seed = self.task
+        spec = TASKS[name]
+        reward = self.transfer_cube_reward()
+        return TaskStatus(name, seed, spec.instruction, reward >= spec.success_reward, float(reward),
+                          self.time if time is None else time, {"cube": tuple(float(v) for v in self.cube_pose())})
 
     def snapshot(self) -> np.ndarray:
         """A copy of the full qpos (what ``AlohaRenderer.render`` needs)."""

@@ -17,7 +17,9 @@ import numpy as np
 
 from octo_ros.control.kinematics import forward_kinematics, rotation_exp, solve_ik
 from octo_ros.robots.ur5.kinematics import UR5, UR5_READY
+from octo_ros.sim.reach import ReachScene, ReachTaskConfig, sample_scene
 from octo_ros.sim.render import Box, Capsule, PinholeCamera, TableScene, chain_frames, render_scene
+from octo_ros.sim.tasks import TaskStatus
 
 ARM_COLOR = (176, 190, 200)
 JOINT_COLOR = (40, 110, 170)
@@ -28,6 +30,19 @@ DEFAULT_OBJECTS = (
     Box((0.55, -0.20, 0.04), (0.025, 0.05, 0.04), (240, 190, 40), yaw=-0.3),
     Box((0.40, -0.05, 0.005), (0.09, 0.07, 0.005), (70, 150, 200)),
 )
+
+# The drawn two-finger gripper: its root 0.06 m and its fingertips 0.12 m beyond the flange (flange z).
+GRIPPER_ROOT_OFFSET = 0.06
+FINGERTIP_OFFSET = 0.12
+
+# Inside ur5_adapter's default workspace box (TCP = flange with the sim's tcp_offset 0, so the
+# flange stays 0.12 m above the fingertips) and in view of the scene camera.
+TASKS = {
+    "reach_block": ReachTaskConfig(block_low=(0.34, -0.20), block_high=(0.54, 0.20),
+                                   start_low=(0.36, -0.12, 0.12), start_high=(0.48, 0.12, 0.22),
+                                   block_half=0.03, min_separation=0.12, success_xy=0.02, success_height=0.035),
+}
+DEFAULT_TASK = "reach_block"
 
 
 def pose_to_matrix(pose) -> np.ndarray:
@@ -54,10 +69,32 @@ class UR5Scene:
 
     def __init__(self, config: UR5SceneConfig | None = None, initial_q=UR5_READY):
         self.config = config or UR5SceneConfig()
-        self.scene = TableScene(x_range=(-0.35, 1.0), y_range=(-0.7, 0.7), objects=tuple(self.config.objects),
-                                table_color=(190, 190, 186), grid_color=(170, 170, 166))
+        self.task: ReachScene | None = None
+        self.set_objects(self.config.objects)
         self.initial_q = tuple(float(v) for v in initial_q)
         self.reset()
+
+    def set_objects(self, objects) -> None:
+        self.scene = TableScene(x_range=(-0.35, 1.0), y_range=(-0.7, 0.7), objects=tuple(objects),
+                                table_color=(190, 190, 186), grid_color=(170, 170, 166))
+
+    def set_task(self, task: str, seed: int) -> ReachScene:
+        """Lay out episode ``seed`` of ``task`` (its blocks replace the scene's objects). The arm
+        stays where it is: it belongs to the controller, not to this scene."""
+        if task not in TASKS:
+            raise ValueError(f"unknown UR5 task {task!r}; known: {sorted(TASKS)}")
+        self.task = sample_scene(task, TASKS[task], seed)
+        self.set_objects(self.task.blocks)
+        return self.task
+
+    def tip_position(self) -> np.ndarray:
+        """Between the drawn fingertips, from the forward kinematics of the shown joints."""
+        T = forward_kinematics(UR5, self.q)
+        return T[:3, 3] + T[:3, 2] * FINGERTIP_OFFSET
+
+    def task_status(self, time: float) -> TaskStatus | None:
+        """The task's check on the shown state at ``time`` (None without a task)."""
+        return None if self.task is None else self.task.status(self.tip_position(), time)
 
     def reset(self) -> None:
         self.q = np.array(self.initial_q, float)
@@ -119,11 +156,11 @@ def ur5_capsules(q, fraction_closed: float) -> list[Capsule]:
         caps.append(Capsule(tuple(p), tuple(p + 1e-3), 0.05, JOINT_COLOR))
     # Two-finger gripper along the flange z axis; 85 mm stroke.
     R, flange = T[:3, :3], T[:3, 3]
-    root = flange + R[:, 2] * 0.06
+    root = flange + R[:, 2] * GRIPPER_ROOT_OFFSET
     caps.append(Capsule(tuple(flange), tuple(root), 0.04, GRIPPER_COLOR))
     half = 0.0425 * (1.0 - fraction_closed) + 0.006
     for side in (1.0, -1.0):
         a = root + side * R[:, 1] * half
-        caps.append(Capsule(tuple(a), tuple(a + R[:, 2] * 0.06), 0.009, GRIPPER_COLOR))
+        caps.append(Capsule(tuple(a), tuple(a + R[:, 2] * (FINGERTIP_OFFSET - GRIPPER_ROOT_OFFSET)), 0.009, GRIPPER_COLOR))
     caps.append(Capsule(tuple(root + R[:, 1] * (half + 0.01)), tuple(root - R[:, 1] * (half + 0.01)), 0.012, GRIPPER_COLOR))
     return caps

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from octo_ros.control.kinematics import forward_kinematics
 from octo_ros.robots.interbotix.driver_standin import GRIPPERS, InterbotixSimConfig, InterbotixSimDriver, JointStateSample
 from octo_ros.robots.interbotix.kinematics import ARMS
+from octo_ros.sim.reach import ReachScene, ReachTaskConfig, sample_scene
 from octo_ros.sim.render import Box, Capsule, PinholeCamera, TableScene, chain_frames, render_scene
+from octo_ros.sim.tasks import TaskStatus
 
 ARM_COLOR = (40, 40, 44)
 JOINT_COLOR = (70, 70, 78)
@@ -28,6 +31,15 @@ DEFAULT_OBJECTS = (
     Box((0.38, -0.12, 0.03), (0.02, 0.04, 0.03), (40, 90, 200), yaw=-0.5),
     Box((0.25, -0.02, 0.004), (0.06, 0.06, 0.004), (60, 160, 80)),
 )
+
+# The task scenes lie inside widowx_adapter's workspace box (Octo's WidowX eval bounds) and in
+# view of the camera; the tip starts around Bridge's start pose (0.3, 0, 0.15).
+TASKS = {
+    "reach_block": ReachTaskConfig(block_low=(0.22, -0.10), block_high=(0.40, 0.18),
+                                   start_low=(0.26, -0.05, 0.12), start_high=(0.34, 0.08, 0.18),
+                                   block_half=0.025, min_separation=0.09),
+}
+DEFAULT_TASK = "reach_block"
 
 
 @dataclass
@@ -52,8 +64,30 @@ class WidowXSim:
         self.config = config or WidowXSimConfig()
         self.kin = ARMS[self.config.arm]
         self.geometry = GRIPPERS[self.config.arm]
-        self.scene = TableScene(x_range=(-0.15, 0.75), y_range=(-0.5, 0.5), objects=tuple(self.config.objects))
+        self.task: ReachScene | None = None
+        self.set_objects(self.config.objects)
         self.reset(start)
+
+    def set_objects(self, objects) -> None:
+        self.scene = TableScene(x_range=(-0.15, 0.75), y_range=(-0.5, 0.5), objects=tuple(objects))
+
+    # task -----------------------------------------------------------------------------------
+    def set_task(self, task: str, seed: int) -> ReachScene:
+        """Lay out episode ``seed`` of ``task`` (its blocks replace the scene's objects)."""
+        if task not in TASKS:
+            raise ValueError(f"unknown WidowX task {task!r}; known: {sorted(TASKS)}")
+        self.task = sample_scene(task, TASKS[task], seed)
+        self.set_objects(self.task.blocks)
+        return self.task
+
+    def tip_position(self, q=None) -> np.ndarray:
+        """The gripper tip (``ee_gripper_link``, between the fingertips) in the base frame."""
+        q = self.arm_positions() if q is None else np.asarray(q, float)
+        return forward_kinematics(self.kin, q)[:3, 3]
+
+    def task_status(self) -> TaskStatus | None:
+        """The task's check on the current state (None without a task)."""
+        return None if self.task is None else self.task.status(self.tip_position(), self.time)
 
     # driver ---------------------------------------------------------------------------------
     def reset(self, start: float | None = None) -> None:
@@ -134,4 +168,4 @@ def home_pose() -> tuple[float, ...]:
     return (0.0,) * 6
 
 
-__all__ = ["WidowXSim", "WidowXSimConfig", "arm_capsules", "home_pose"]
+__all__ = ["DEFAULT_TASK", "TASKS", "WidowXSim", "WidowXSimConfig", "arm_capsules", "home_pose"]
