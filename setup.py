@@ -32,6 +32,7 @@ setup(
             "widowx_sim = octo_ros.ros.nodes.widowx_sim:main",
             "ur5_sim = octo_ros.ros.nodes.ur5_sim:main",
             "aloha_sim = octo_ros.ros.nodes.aloha_sim:main",
+            "teleop = octo_ros.ros.nodes.teleop:main",
         ],
     },
 )

@@ -11,7 +11,9 @@ and the start of every control tick:
   commanded one than the robot could trail it by;
 * gripper re-sync: after every re-anchoring the next armed tick that sends a target also sends
   the current gripper command, even when the policy's gripper value did not change (a gripper
-  command chosen in dry-run, or before an e-stop or an outage, may never have reached the robot).
+  command chosen in dry-run, or before an e-stop or an outage, may never have reached the robot);
+* one chunk source at a time (``policy`` or ``teleop``, ``ActionChunk.source``): chunks from the
+  other one are refused, and a switch holds until the new source's first chunk, which re-anchors.
 
 A subclass calls :meth:`_init_core`, owns its commanded/measured state and implements the hooks
 at the end of this class.
@@ -22,7 +24,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from octo_ros.control.chunking import ChunkAcceptance, ChunkExecutionConfig, ChunkExecutor
+from octo_ros.control.chunking import (
+    POLICY_SOURCE,
+    TELEOP_SOURCE,
+    ChunkAcceptance,
+    ChunkExecutionConfig,
+    ChunkExecutor,
+)
 from octo_ros.control.kinematics import apply_delta
 from octo_ros.control.safety import (
     ControlOutput,
@@ -33,6 +41,8 @@ from octo_ros.control.safety import (
     WorkspaceBox,
     clamp_components,
 )
+
+CHUNK_SOURCES = (POLICY_SOURCE, TELEOP_SOURCE)
 
 
 class AdapterBase:
@@ -47,9 +57,12 @@ class AdapterBase:
         self._gripper_resync = False  # send the gripper command with the next sent target
         self.last_state_error = ""  # why the last measured state was refused ('' when it was not)
         self.tracking_fault = ""  # this tick's tracking-error hold reason ('' when none)
+        self.source = POLICY_SOURCE  # whose chunks are executed
 
     # inputs --------------------------------------------------------------------------
-    def add_chunk(self, actions, stamp: float, now: float) -> ChunkAcceptance:
+    def add_chunk(self, actions, stamp: float, now: float, source: str = POLICY_SOURCE) -> ChunkAcceptance:
+        if source != self.source:
+            return ChunkAcceptance(False, f"chunk from source {source!r}; this adapter executes {self.source!r} chunks")
         result = self.executor.add_chunk(actions, stamp, now)
         if result.accepted:
             self.supervisor.watchdog.feed("chunk", stamp, now)
@@ -86,6 +99,20 @@ class AdapterBase:
         if self.supervisor.dry_run and not dry_run:
             self._anchor_to_measured()  # the previewed target may have drifted from the robot
         self.supervisor.dry_run = dry_run
+
+    def set_source(self, source: str) -> None:
+        """Execute chunks from ``source`` only. A switch drops the other source's chunks and holds
+        (the chunk watchdog restarts: "no chunk received yet") until the new source's first chunk;
+        the tick that moves again re-anchors on the measured state. ValueError for an unknown source."""
+        if source not in CHUNK_SOURCES:
+            raise ValueError(f"unknown chunk source {source!r} (choose one of {', '.join(CHUNK_SOURCES)})")
+        if source == self.source:
+            return
+        self.source = source
+        self.executor.clear()
+        self._segment = None
+        self.supervisor.watchdog.clear("chunk")
+        self._reanchor_pending = True
 
     def estop(self, reason: str) -> None:
         self.supervisor.trigger_estop(reason)

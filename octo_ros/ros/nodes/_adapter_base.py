@@ -2,6 +2,9 @@
 
 Each adapter node:
   sub ``action_chunk``        octo_ros_msgs/ActionChunk → ``adapter.add_chunk`` (rejections logged, throttled)
+  sub ``teleop/action_chunk`` the same, from the teleop node
+  param ``source``            ``policy`` (default) or ``teleop``: whose chunks are executed (by
+                              ``ActionChunk.source``); settable at run time, a switch holds first
   a control timer on the node clock (sim time works) → ``step(now)`` → robot commands only when ``out.send``
   pub ``~/command_preview``   what would be sent, every tick (dry-run or not)
   pub ``~/status``            std_msgs/String ``"<move|hold|estop>: <reason>"``, every tick
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -87,6 +91,11 @@ class AdapterNodeBase(Node):
         self.preview_setup()
         self.status_publisher = self.create_publisher(String, "~/status", 10)
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        self.create_subscription(ActionChunk, "teleop/action_chunk", self._on_chunk, 10)
+        # A parameter, not a service: it is set from YAML/launch like every other setting, read back
+        # with `ros2 param get`, and changed with `ros2 param set` (std types only, no new srv).
+        self.adapter.set_source(self.declare_parameter("source", self.adapter.source).value)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SetBool, "~/set_dry_run", self._on_set_dry_run)
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
@@ -156,7 +165,7 @@ class AdapterNodeBase(Node):
             self.warnings.warn("chunk:step_period", f"action_chunk {chunk.sequence} rejected: step_period "
                                f"{chunk.step_period_s:g} s, this adapter executes {self.step_period_s:g} s steps")
             return
-        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now)
+        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now, chunk.source)
         if result.accepted:
             self.chunks_accepted += 1
         else:
@@ -189,6 +198,19 @@ class AdapterNodeBase(Node):
         for key, text in pending:
             self.warnings.warn(key, text)
 
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name != "source":
+                continue
+            try:
+                before = self.adapter.source
+                self.adapter.set_source(param.value)
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+            if param.value != before:
+                self.get_logger().warning(f"chunk source {before} -> {param.value}: holding until its first chunk")
+        return SetParametersResult(successful=True)
+
     def _on_set_dry_run(self, request, response):
         reason = self.apply_dry_run(bool(request.data))
         response.success = not reason
@@ -218,7 +240,7 @@ class AdapterNodeBase(Node):
             level = {ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}[out.status]
             message = out.status.value + (f": {out.reason}" if out.reason else "")
         values = {"status": out.status.value if out else "none", "reason": out.reason if out else "",
-                  "dry_run": self.dry_run, "estopped": self.adapter.supervisor.estopped,
+                  "dry_run": self.dry_run, "source": self.adapter.source, "estopped": self.adapter.supervisor.estopped,
                   "chunks_accepted": self.chunks_accepted, "chunks_rejected": self.chunks_rejected,
                   "commands_sent": self.commands_sent, "ticks": self.ticks,
                   # recorded with the episode; `octo-ros review` plots the ticks with clamps
