@@ -75,15 +75,15 @@ def _load_loop(checkpoint: str, threads: int) -> None:
             print(f"load: {n / (time.perf_counter() - t0):.1f} inferences/s", flush=True)
 
 
-def _ros_args(name: str, params: dict) -> list[str]:
-    argv = ["--ros-args", "-r", f"__node:={name}"]
+def _ros_args(name: str, params: dict, params_file: str | None = None) -> list[str]:
+    argv = ["--ros-args", "-r", f"__node:={name}"] + (["--params-file", params_file] if params_file else [])
     for key, value in params.items():
         argv += ["-p", f"{key}:={value}"]
     return argv
 
 
-def _spawn(module: str, name: str, params: dict, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", f"octo_ros.ros.nodes.{module}", *_ros_args(name, params)],
+def _spawn(module: str, name: str, params: dict, log, params_file: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", f"octo_ros.ros.nodes.{module}", *_ros_args(name, params, params_file)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -120,7 +120,8 @@ def measure(robot: str, config: str, seconds: float, log) -> dict:
     procs = []
     if sim:
         procs.append(_spawn(sim, sim, s_params, log))
-    procs.append(_spawn(adapter, adapter, {**a_params, **CONFIGS[config]}, log))
+    # the robot's parameter file first: its safety limits must be given for the adapter to arm
+    procs.append(_spawn(adapter, adapter, {**a_params, **CONFIGS[config]}, log, str(ROOT / "config" / f"{robot}.yaml")))
     node = Node(f"jitter_bench_{robot}")
     stamps: list[int] = []
     latest: dict = {}

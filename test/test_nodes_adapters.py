@@ -10,6 +10,7 @@ from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
+from support.configs import adapter_parameters
 
 from octo_ros.control.kinematics import forward_kinematics, solve_ik
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
@@ -162,7 +163,8 @@ def test_widowx_adapter_drives_the_simulated_widowx(ros):
     ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
         "initial_pose": [float(v) for v in start_q], "image_width": 64, "image_height": 48,
         "render_rate": 1.0, "update_rate": 50.0})
-    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={"control_period": 0.1})
+    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={
+        **adapter_parameters("widowx"), "control_period": 0.1})
     node = ros.node("widowx_adapter_probe")
     probe = AdapterProbe(ros, node, "widowx_adapter")
     js = Collect(node, JointState, "/wx250s/joint_states")
@@ -223,7 +225,7 @@ def test_bimanual_adapter_drives_the_simulated_aloha(ros):
     ros.spawn_module("aloha_sim", "octo_ros.ros.nodes.aloha_sim", params={
         "image_width": 64, "image_height": 48, "render_rate": 1.0})
     adapter = ros.spawn_module("bimanual_adapter", "octo_ros.ros.nodes.bimanual_adapter", params={
-        "left_gripper_open": SIM_GRIPPER[0], "left_gripper_close": SIM_GRIPPER[1],
+        **adapter_parameters("bimanual"), "left_gripper_open": SIM_GRIPPER[0], "left_gripper_close": SIM_GRIPPER[1],
         "right_gripper_open": SIM_GRIPPER[0], "right_gripper_close": SIM_GRIPPER[1]})
     node = ros.node("bimanual_adapter_probe")
     probe = AdapterProbe(ros, node, "bimanual_adapter")
@@ -288,7 +290,7 @@ def _xyz(msg: PoseStamped) -> np.ndarray:
 
 
 def test_ur5_adapter_drives_the_fake_ur_controller(ros):
-    adapter = ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params={"backend": "fake"})
+    adapter = ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params=adapter_parameters("ur5"))
     node = ros.node("ur5_adapter_probe")
     probe = AdapterProbe(ros, node, "ur5_adapter")
     tcp = Collect(node, PoseStamped, "/tcp_pose")

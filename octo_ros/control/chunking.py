@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from octo_ros.control.safety import check_limit
+
 # Tolerance on "elapsed / period" so a tick landing a hair before a boundary because of
 # float rounding still selects the action that boundary belongs to.
 _INDEX_EPS = 1e-6
@@ -56,8 +58,8 @@ class ChunkExecutionConfig:
 
     def __post_init__(self):
         self.mode = ExecutionMode(self.mode)
-        if not (self.step_period_s > 0 and math.isfinite(self.step_period_s)):
-            raise ValueError(f"step_period_s must be positive, got {self.step_period_s}")
+        self.step_period_s = check_limit("step_period", self.step_period_s, "s", 10.0)
+        self.max_future_stamp_s = check_limit("max_future_stamp", self.max_future_stamp_s, "s", 1.0, low_inclusive=True)
         if self.exec_horizon < 1 or self.ensemble_horizon < 1:
             raise ValueError("exec_horizon and ensemble_horizon must be >= 1")
         if not math.isfinite(self.exp_weight):

@@ -13,11 +13,17 @@ Every command an adapter produces passes through these pieces:
 
 Non-finite values are rejected wherever they can enter (chunks, measured
 states) and checked again on the final command.
+
+Safety parameters are validated where the config dataclasses are built (:func:`check_limit`,
+:func:`check_box`): a wrong sign, a reversed box, a zero where zero is meaningless or a value
+implausible in its unit (mm for m, degrees for rad) is a :class:`LimitError` naming the
+parameter, so a node refuses to start rather than run with it.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +32,46 @@ import numpy as np
 def all_finite(values) -> bool:
     """True when every element is a finite number."""
     return bool(np.all(np.isfinite(np.asarray(values, dtype=float))))
+
+
+class LimitError(ValueError):
+    """A safety parameter that is non-finite, of the wrong sign or order, or implausible in its unit."""
+
+
+def check_limit(name: str, value, unit: str, high: float, *, low: float = 0.0, low_inclusive: bool = False) -> float:
+    """``value`` as a float if it lies in (low, high] (``[low, high]`` with ``low_inclusive``), else
+    LimitError naming the parameter ``name``. ``high`` is the plausibility bound of the unit: a value
+    above it is most likely in another unit (mm for m, degrees for rad, ms for s)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise LimitError(f"{name} = {value!r}: must be a number ({unit})") from None
+    bracket = "[" if low_inclusive else "("
+    if not math.isfinite(v) or v < low or (v == low and not low_inclusive):
+        raise LimitError(f"{name} = {value!r}: must be finite and in {bracket}{low:g}, {high:g}] {unit}")
+    if v > high:
+        raise LimitError(f"{name} = {value!r}: above {high:g} {unit}, the most it can plausibly be "
+                         f"({name} is in {unit}; is it given in another unit?)")
+    return v
+
+
+def check_box(low_name: str, high_name: str, low, high, unit: str = "m", bound: float = 2.0) -> None:
+    """An axis-aligned box: 3 finite values each, low < high on every axis, within ``bound`` of the origin."""
+    for name, values in ((low_name, low), (high_name, high)):
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise LimitError(f"{name} = {values!r}: must be 3 numbers ({unit})") from None
+        if arr.shape != (3,) or not all_finite(arr):
+            raise LimitError(f"{name} = {list(np.ravel(values))}: must be 3 finite numbers (x, y, z in {unit})")
+        if np.any(np.abs(arr) > bound):
+            raise LimitError(f"{name} = {arr.tolist()}: beyond {bound:g} {unit} of the base "
+                             f"({name} is in {unit}; is it given in another unit?)")
+    lo, hi = np.asarray(low, float), np.asarray(high, float)
+    bad = [axis for axis, a, b in zip("xyz", lo, hi) if not a < b]
+    if bad:
+        raise LimitError(f"{low_name} {lo.tolist()} must be below {high_name} {hi.tolist()} on every axis "
+                         f"(not on {', '.join(bad)})")
 
 
 def clamp_components(delta: np.ndarray, limit: float) -> tuple[np.ndarray, bool]:
@@ -200,9 +246,9 @@ class SafetyConfig:
     tracking_tolerance_s: float = 0.25
 
     def __post_init__(self):
-        values = (self.chunk_timeout_s, self.state_timeout_s, self.tracking_tolerance_s)
-        if not all(v > 0 and np.isfinite(v) for v in values):
-            raise ValueError(f"safety timeouts and the tracking tolerance must be positive: {values}")
+        self.chunk_timeout_s = check_limit("chunk_timeout", self.chunk_timeout_s, "s", 10.0)
+        self.state_timeout_s = check_limit("state_timeout", self.state_timeout_s, "s", 5.0)
+        self.tracking_tolerance_s = check_limit("tracking_tolerance", self.tracking_tolerance_s, "s", 5.0)
 
 
 class SafetySupervisor:

@@ -82,6 +82,13 @@ class Diagnostics:
         self._publisher.publish(array)
 
 
+def given_parameters(node: Node) -> set[str]:
+    """The names of the parameters this node was started with (command line, parameter files),
+    as opposed to those left at their declared defaults."""
+    # rclpy keeps every given parameter in _parameter_overrides (no public accessor)
+    return set(getattr(node, "_parameter_overrides", {}))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 

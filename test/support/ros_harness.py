@@ -165,4 +165,4 @@ def _param_text(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_text(v) if not isinstance(v, str) else f"'{v}'" for v in value) + "]"
-    return str(value)
+    return str(value) if value != "" else "''"

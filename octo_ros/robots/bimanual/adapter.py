@@ -26,7 +26,16 @@ import numpy as np
 from octo_ros.control.adapter import AdapterBase
 from octo_ros.control.chunking import ChunkExecutionConfig, ExecutionMode, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper
-from octo_ros.control.safety import ControlOutput, ControlStatus, JointLimits, SafetyConfig, all_finite, tracking_error
+from octo_ros.control.safety import (
+    ControlOutput,
+    ControlStatus,
+    JointLimits,
+    LimitError,
+    SafetyConfig,
+    all_finite,
+    check_limit,
+    tracking_error,
+)
 from octo_ros.robots.interbotix.kinematics import ARMS
 
 # Gripper joint constants (rad), follower / puppet arms.
@@ -68,8 +77,20 @@ class BimanualConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
     def __post_init__(self):
-        if not 0 < self.control_period_s <= self.execution.step_period_s:
-            raise ValueError("control_period_s must be positive and at most the policy step period")
+        self.control_period_s = check_limit("control_period", self.control_period_s, "s", self.execution.step_period_s)
+        for side, arm in (("left", self.left), ("right", self.right)):  # parameter names <side>_gripper_open, ...
+            for what in ("open", "close"):
+                value = getattr(arm, f"gripper_{what}_rad")
+                if not (math.isfinite(value) and abs(value) <= math.pi):
+                    raise LimitError(f"{side}_gripper_{what} = {value!r}: must be a finite gripper joint angle "
+                                     "within ±π rad (is it given in degrees?)")
+            if arm.gripper_open_rad == arm.gripper_close_rad:
+                raise LimitError(f"{side}_gripper_open and {side}_gripper_close are both {arm.gripper_open_rad}: "
+                                 "open and close must differ")
+            arm.gripper_velocity_limit = check_limit("gripper_velocity_limit", arm.gripper_velocity_limit, "rad/s",
+                                                     4 * math.pi)
+            if arm.arm not in ARMS:
+                raise LimitError(f"robot_model {arm.arm!r} is not a known arm; known: {sorted(ARMS)}")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ with servoStop + stopScript. The ur_rtde objects are created only in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,17 @@ from octo_ros.control.adapter import AdapterBase, integrate_delta
 from octo_ros.control.chunking import ChunkExecutionConfig, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper
 from octo_ros.control.kinematics import interpolate_pose, rotation_exp, rotation_log
-from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, WorkspaceBox, all_finite, tracking_error
+from octo_ros.control.safety import (
+    ControlOutput,
+    ControlStatus,
+    LimitError,
+    SafetyConfig,
+    WorkspaceBox,
+    all_finite,
+    check_box,
+    check_limit,
+    tracking_error,
+)
 from octo_ros.robots.ur5.robotiq import robotiq_socket
 
 ROBOT_MODE_RUNNING = 7
@@ -67,10 +78,21 @@ class URConfig:
     servo_stop_deceleration: float = 10.0  # m/s², ur_rtde servoStop default
 
     def __post_init__(self):
-        if not 0.03 <= self.servo_lookahead_s <= 0.2 or not 100 <= self.servo_gain <= 2000:
-            raise ValueError("servo lookahead must be in [0.03, 0.2] s and gain in [100, 2000]")
-        if self.control_frequency_hz <= 0 or 1.0 / self.control_frequency_hz > self.execution.step_period_s:
-            raise ValueError("control frequency must be at least the policy rate")
+        check_box("workspace_low", "workspace_high", self.workspace_low, self.workspace_high)
+        self.control_frequency_hz = check_limit("control_frequency", self.control_frequency_hz, "Hz", 1000.0)
+        if 1.0 / self.control_frequency_hz > self.execution.step_period_s:
+            raise LimitError(f"control_frequency = {self.control_frequency_hz:g} Hz: must be at least the policy "
+                             f"rate (step_period {self.execution.step_period_s:g} s)")
+        self.max_step_translation_m = check_limit("max_step_translation", self.max_step_translation_m, "m per step", 0.25)
+        self.max_step_rotation_rad = check_limit("max_step_rotation", self.max_step_rotation_rad, "rad per step", math.pi / 2)
+        self.max_linear_speed_m_s = check_limit("max_linear_speed", self.max_linear_speed_m_s, "m/s", 2.0)
+        self.max_angular_speed_rad_s = check_limit("max_angular_speed", self.max_angular_speed_rad_s, "rad/s", 2 * math.pi)
+        self.servo_lookahead_s = check_limit("servo_lookahead", self.servo_lookahead_s, "s", 0.2, low=0.03,
+                                             low_inclusive=True)  # ur_rtde's range
+        self.servo_gain = check_limit("servo_gain", self.servo_gain, "(ur_rtde gain)", 2000.0, low=100.0, low_inclusive=True)
+        self.rtde_watchdog_min_hz = check_limit("rtde_watchdog_min_frequency", self.rtde_watchdog_min_hz, "Hz",
+                                                self.control_frequency_hz)
+        self.servo_stop_deceleration = check_limit("servo_stop_deceleration", self.servo_stop_deceleration, "m/s²", 100.0)
 
     @property
     def control_period_s(self) -> float:

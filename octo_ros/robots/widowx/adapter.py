@@ -19,6 +19,7 @@ the gripper re-sync are :class:`~octo_ros.control.adapter.AdapterBase`'s.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,16 @@ from octo_ros.control.adapter import AdapterBase, integrate_delta
 from octo_ros.control.chunking import ChunkExecutionConfig, StepKind, step_progress
 from octo_ros.control.gripper import GripperConfig, GripperMapper
 from octo_ros.control.kinematics import forward_kinematics, interpolate_pose, solve_ik
-from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, WorkspaceBox, all_finite, tracking_error
+from octo_ros.control.safety import (
+    ControlOutput,
+    ControlStatus,
+    SafetyConfig,
+    WorkspaceBox,
+    all_finite,
+    check_box,
+    check_limit,
+    tracking_error,
+)
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 
 # Bridge's DEFAULT_ROTATION: orientation with rpy = 0 (gripper x-axis pointing down).
@@ -37,7 +47,11 @@ DEFAULT_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]
 BRIDGE_START_STATE = (0.3, 0.0, 0.15, 0.0, 0.0, 0.0)
 
 
+INTERBOTIX_MAX_PWM = 885.0  # Dynamixel XM430 PWM limit (xs_sdk gripper pwm range)
+
+
 def interbotix_pwm(effort: float = 250.0) -> GripperConfig:
+    check_limit("gripper_pwm", effort, "PWM", INTERBOTIX_MAX_PWM)
     return GripperConfig(robot_label="Interbotix gripper PWM", robot_unit="PWM", robot_open=effort, robot_closed=-effort)
 
 
@@ -69,8 +83,11 @@ class WidowXConfig:
     def __post_init__(self):
         if self.arm not in ARMS:
             raise ValueError(f"unknown arm {self.arm!r}; known: {sorted(ARMS)}")
-        if not 0 < self.control_period_s <= self.execution.step_period_s:
-            raise ValueError("control_period_s must be positive and at most the policy step period")
+        self.control_period_s = check_limit("control_period", self.control_period_s, "s", self.execution.step_period_s)
+        check_box("workspace_low", "workspace_high", self.workspace_low, self.workspace_high)
+        self.max_step_translation_m = check_limit("max_step_translation", self.max_step_translation_m, "m per step", 0.25)
+        self.max_step_rotation_rad = check_limit("max_step_rotation", self.max_step_rotation_rad, "rad per step", math.pi / 2)
+        check_limit("gripper_pwm", abs(self.gripper.robot_open), "PWM", INTERBOTIX_MAX_PWM)
 
 
 class WidowXAdapter(AdapterBase):

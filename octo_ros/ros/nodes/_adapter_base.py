@@ -13,6 +13,11 @@ Each adapter node:
   pub ``/diagnostics``        at 1 Hz
 Times given to the core are seconds on the node clock; stamps of chunks and states are converted
 to the same seconds.
+
+Safety limits are never taken from defaults: each node lists its limit parameters in
+``LIMIT_PARAMETERS``; while any of them was not given (a parameter file that did not reach the
+node, e.g. keyed for another namespace), the node previews in dry-run but refuses to arm.
+Invalid values are refused by the core config dataclasses, so the node does not start.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
 from octo_ros.ros.messages import chunk_from_msg
-from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle
+from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle, given_parameters
 from octo_ros.timebase import ns_to_seconds, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
 
@@ -69,6 +74,8 @@ class AdapterNodeBase(Node):
     """
 
     adapter = None
+    # the parameters that are safety limits (with the chunk and state timeouts every adapter has)
+    LIMIT_PARAMETERS: tuple[str, ...] = ()
 
     def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
@@ -102,8 +109,13 @@ class AdapterNodeBase(Node):
         self.create_timer(control_period_s, self._on_tick)
         self.create_timer(0.2, self._log_tick_warnings)
         self.create_timer(1.0, self._publish_diagnostics)
+        given = given_parameters(self)
+        self.unset_limits = [n for n in ("chunk_timeout", "state_timeout", *self.LIMIT_PARAMETERS) if n not in given]
+        if self.unset_limits:
+            self.get_logger().error(f"safety limits not set: {', '.join(self.unset_limits)}; previewing with the "
+                                    "core defaults, arming refused until they are given (config/<robot>.yaml)")
         if not self.initial_dry_run:
-            reason = self.apply_dry_run(False)
+            reason = self.arming_refusal() or self.apply_dry_run(False)
             if reason:
                 self.get_logger().error(f"dry_run:=false refused: {reason}; staying in dry-run")
         for line in self.adapter.describe():
@@ -119,6 +131,12 @@ class AdapterNodeBase(Node):
     def control_cycle(self, now: float) -> ControlOutput:
         """One control period: step the core and send what it says to send."""
         raise NotImplementedError
+
+    def arming_refusal(self) -> str:
+        """Why the robot may not be armed whatever its state ('' when it may)."""
+        if self.unset_limits:
+            return f"safety limits not set ({', '.join(self.unset_limits)}): they are never taken from defaults"
+        return ""
 
     def apply_dry_run(self, dry_run: bool) -> str:
         """Switch dry-run; '' on success, else why it was refused."""
@@ -212,7 +230,7 @@ class AdapterNodeBase(Node):
         return SetParametersResult(successful=True)
 
     def _on_set_dry_run(self, request, response):
-        reason = self.apply_dry_run(bool(request.data))
+        reason = (not request.data and self.arming_refusal()) or self.apply_dry_run(bool(request.data))
         response.success = not reason
         state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
         response.message = f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"

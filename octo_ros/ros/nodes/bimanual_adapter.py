@@ -42,6 +42,9 @@ SIDES = ("left", "right")
 
 
 class BimanualAdapterNode(AdapterNodeBase):
+    LIMIT_PARAMETERS = ("left_gripper_open", "left_gripper_close", "right_gripper_open", "right_gripper_close",
+                        "gripper_velocity_limit")
+
     def __init__(self, **kwargs):
         super().__init__("bimanual_adapter", **kwargs)
         p = self.declare_parameter

@@ -36,6 +36,7 @@ from octo_ros.ros.support import (
     WARN,
     Diagnostics,
     WarningThrottle,
+    given_parameters,
     run_node,
 )
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
@@ -124,9 +125,8 @@ class ObservationBufferNode(Node):
                 raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
             if value is not None:
                 norm[joint] = list(value)
-        # parameters given for joints that are not proprio joints were never declared;
-        # rclpy keeps every given parameter in _parameter_overrides (no public accessor)
-        unknown = sorted(name for name in getattr(self, "_parameter_overrides", {})
+        # parameters given for joints that are not proprio joints were never declared
+        unknown = sorted(name for name in given_parameters(self)
                          if name.startswith("proprio_normalization.")
                          and name.split(".", 1)[1] not in self.proprio_joints)
         if unknown:

@@ -111,6 +111,9 @@ class GripperWorker:
 
 
 class UR5AdapterNode(AdapterNodeBase):
+    LIMIT_PARAMETERS = ("workspace_low", "workspace_high", "max_step_translation", "max_step_rotation",
+                        "max_linear_speed", "max_angular_speed")
+
     def __init__(self, **kwargs):
         super().__init__("ur5_adapter", **kwargs)
         p = self.declare_parameter

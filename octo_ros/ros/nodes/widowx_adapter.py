@@ -30,6 +30,8 @@ from octo_ros.timebase import seconds_to_ns
 
 
 class WidowXAdapterNode(AdapterNodeBase):
+    LIMIT_PARAMETERS = ("workspace_low", "workspace_high", "max_step_translation", "max_step_rotation", "gripper_pwm")
+
     def __init__(self, **kwargs):
         super().__init__("widowx_adapter", **kwargs)
         p = self.declare_parameter
