@@ -112,11 +112,14 @@ def measure(robot: str, config: str, seconds: float, log) -> dict:
     from sensor_msgs.msg import JointState
     from std_srvs.srv import SetBool
 
+    from octo_ros.control.teleop import DELTA_ACTION_NAMES
+    from octo_ros.robots.bimanual.adapter import ACTION_NAMES as BIMANUAL_ACTION_NAMES
     from octo_ros.ros.messages import ns_to_stamp
     from octo_ros.timebase import stamp_to_ns
     from octo_ros_msgs.msg import ActionChunk
 
     adapter, sim, a_params, s_params, period, step, horizon, dim = ROBOTS[robot]
+    names = BIMANUAL_ACTION_NAMES if robot == "bimanual" else DELTA_ACTION_NAMES  # the adapter's action layout
     procs = []
     if sim:
         procs.append(_spawn(sim, sim, s_params, log))
@@ -134,7 +137,7 @@ def measure(robot: str, config: str, seconds: float, log) -> dict:
     def publish_chunk():
         if action["base"] is None:
             return
-        msg = ActionChunk(horizon=horizon, action_dim=dim, step_period=step)
+        msg = ActionChunk(horizon=horizon, action_dim=dim, step_period=step, dimension_names=list(names))
         msg.header.stamp = ns_to_stamp(node.get_clock().now().nanoseconds)
         a = np.tile(np.asarray(action["base"], np.float32), (horizon, 1))
         msg.actions = a.ravel().tolist()

@@ -16,7 +16,8 @@ from octo_ros.control.teleop import (
     TwistTeleopConfig,
     rotation_delta_rpy,
 )
-from octo_ros.robots.bimanual.teleop import ACTION_NAMES, LeaderTeleop, LeaderTeleopConfig
+from octo_ros.robots.bimanual.adapter import ACTION_NAMES
+from octo_ros.robots.bimanual.teleop import LeaderTeleop, LeaderTeleopConfig
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
 from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, WidowXAdapter, WidowXConfig, pose_from_bridge_state
 

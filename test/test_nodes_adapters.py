@@ -13,6 +13,8 @@ from std_srvs.srv import SetBool, Trigger
 from support.configs import adapter_parameters
 
 from octo_ros.control.kinematics import forward_kinematics, solve_ik
+from octo_ros.control.teleop import DELTA_ACTION_NAMES
+from octo_ros.robots.bimanual.adapter import ACTION_NAMES as ALOHA_ACTION_NAMES
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, pose_from_bridge_state
 from octo_ros.ros.messages import ns_to_stamp
@@ -64,7 +66,8 @@ class ChunkStream:
         if action is None:
             return
         msg = ActionChunk(sequence=self.sequence, horizon=self.horizon, action_dim=len(action),
-                          step_period=self.step_period)
+                          step_period=self.step_period,
+                          dimension_names=list(DELTA_ACTION_NAMES if len(action) == 7 else ALOHA_ACTION_NAMES))
         msg.header.stamp = ns_to_stamp(self.node.get_clock().now().nanoseconds)
         actions = np.tile(np.asarray(action, dtype=np.float32), (self.horizon, 1))
         msg.actions = actions.ravel().tolist()

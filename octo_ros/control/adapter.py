@@ -48,10 +48,12 @@ CHUNK_SOURCES = (POLICY_SOURCE, TELEOP_SOURCE)
 class AdapterBase:
     NO_STATE_REASON = "no joint state yet"
 
-    def _init_core(self, safety: SafetyConfig, execution: ChunkExecutionConfig, action_dim: int) -> None:
+    def _init_core(self, safety: SafetyConfig, execution: ChunkExecutionConfig, action_names: tuple[str, ...]) -> None:
         # Chunks and states share one clock-skew tolerance for stamps ahead of "now".
         self.supervisor = SafetySupervisor(safety, max_future_stamp_s=execution.max_future_stamp_s)
-        self.executor = ChunkExecutor(execution, action_dim)
+        self.action_names = tuple(action_names)  # the action layout this adapter executes
+        self.reorder_action_dimensions = execution.reorder_action_dimensions
+        self.executor = ChunkExecutor(execution, len(action_names))
         self._segment: object | None = None  # the interpolation segment in progress
         self._reanchor_pending = False  # re-anchor on the next tick allowed to move
         self._gripper_resync = False  # send the gripper command with the next sent target
@@ -60,12 +62,32 @@ class AdapterBase:
         self.source = POLICY_SOURCE  # whose chunks are executed
 
     # inputs --------------------------------------------------------------------------
-    def add_chunk(self, actions, stamp: float, now: float, source: str = POLICY_SOURCE) -> ChunkAcceptance:
+    def add_chunk(self, actions, stamp: float, now: float, source: str = POLICY_SOURCE,
+                  names: tuple[str, ...] | None = None) -> ChunkAcceptance:
+        """``names``: the chunk's action dimension names (a received chunk always passes them, empty
+        when it has none); None only for actions built in this adapter's layout in-process."""
         if source != self.source:
             return ChunkAcceptance(False, f"chunk from source {source!r}; this adapter executes {self.source!r} chunks")
+        note = ""
+        shape = np.shape(actions)
+        right_width = len(shape) == 2 and shape[1] == len(self.action_names)  # else the executor names the shape
+        if names is not None and right_width and tuple(names) != self.action_names:
+            names, layout = tuple(names), list(self.action_names)
+            if not names:
+                return ChunkAcceptance(False, f"chunk has no action dimension names; this adapter's layout is {layout}")
+            if sorted(names) != sorted(layout) or len(set(names)) != len(names):
+                return ChunkAcceptance(False, f"action dimension names {list(names)} do not match this adapter's "
+                                              f"layout {layout}")
+            if not self.reorder_action_dimensions:
+                return ChunkAcceptance(False, f"action dimension names {list(names)} are a permutation of this "
+                                              f"adapter's layout {layout}; refused (set reorder_action_dimensions "
+                                              "to execute it reordered)")
+            actions = np.asarray(actions, dtype=float)[:, [names.index(n) for n in layout]]
+            note = f"action dimensions reordered from {list(names)} to {layout}"
         result = self.executor.add_chunk(actions, stamp, now)
         if result.accepted:
             self.supervisor.watchdog.feed("chunk", stamp, now)
+            return ChunkAcceptance(True, note=note)
         return result
 
     def _accept_state(self, stamp: float, now: float | None, store: Callable[[], float | None]) -> bool:

@@ -55,6 +55,9 @@ class ChunkExecutionConfig:
     ensemble_horizon: int = 4  # temporal ensembling: chunks averaged (Octo's pred_horizon)
     exp_weight: float = 0.0  # Octo's exponential weighting k; 0 = uniform mean
     max_future_stamp_s: float = 0.05  # chunks stamped further ahead of "now" are rejected (clock skew)
+    # A chunk whose action_dimension_names are a permutation of the adapter's layout: refused (False)
+    # or executed with its columns reordered (True, logged). Any other mismatch is always refused.
+    reorder_action_dimensions: bool = False
 
     def __post_init__(self):
         self.mode = ExecutionMode(self.mode)
@@ -83,7 +86,8 @@ class StepDecision:
 @dataclass(frozen=True)
 class ChunkAcceptance:
     accepted: bool
-    reason: str = ""
+    reason: str = ""  # why it was refused
+    note: str = ""  # what was done to an accepted chunk (e.g. its columns reordered)
 
 
 @dataclass(frozen=True)

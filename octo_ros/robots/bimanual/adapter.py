@@ -36,7 +36,7 @@ from octo_ros.control.safety import (
     check_limit,
     tracking_error,
 )
-from octo_ros.robots.interbotix.kinematics import ARMS
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 
 # Gripper joint constants (rad), follower / puppet arms.
 ALOHA2_FOLLOWER_GRIPPER = (1.6214, 0.6197)  # Interbotix/aloha constants.py (open, close)
@@ -61,6 +61,10 @@ class ArmSideConfig:
     gripper_close_rad: float = ALOHA2_FOLLOWER_GRIPPER[1]
     arm: str = "vx300s"
     gripper_velocity_limit: float = math.pi  # rad/s, URDF gripper joint velocity limit
+
+
+#: The action layout (Octo's ALOHA example, ACT): per arm 6 joints then the gripper.
+ACTION_NAMES = tuple(f"{side}_{joint}" for side in ("left", "right") for joint in (*ARM_JOINTS, "gripper"))
 
 
 def _execution_default() -> ChunkExecutionConfig:
@@ -107,7 +111,7 @@ class BimanualAdapter(AdapterBase):
     def __init__(self, config: BimanualConfig):
         self.config = config
         self.sides = {"left": config.left, "right": config.right}
-        self._init_core(config.safety, config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, ACTION_NAMES)
         self.grippers = {
             s: GripperMapper(aloha_joint(c.gripper_open_rad, c.gripper_close_rad)) for s, c in self.sides.items()
         }

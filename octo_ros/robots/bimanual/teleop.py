@@ -22,7 +22,6 @@ SIDES = ("left", "right")
 # Interbotix/aloha constants.py LEADER_GRIPPER_JOINT_OPEN / _CLOSE (rad), ALOHA 2 leaders (wx250s).
 # (The original ALOHA masters: open 0.3083, close -0.6842.)
 ALOHA2_LEADER_GRIPPER = (0.8298, -0.0552)
-ACTION_NAMES = tuple(f"{side}_{joint}" for side in SIDES for joint in (*ARM_JOINTS, "gripper"))
 
 
 @dataclass

@@ -38,6 +38,7 @@ from octo_ros.control.safety import (
     check_limit,
     tracking_error,
 )
+from octo_ros.control.teleop import DELTA_ACTION_NAMES
 from octo_ros.robots.ur5.robotiq import robotiq_socket
 
 ROBOT_MODE_RUNNING = 7
@@ -109,7 +110,7 @@ class URAdapter(AdapterBase):
     def __init__(self, config: URConfig):
         self.config = config
         self.box = WorkspaceBox(config.workspace_low, config.workspace_high)
-        self._init_core(config.safety, config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, DELTA_ACTION_NAMES)
         self.gripper = GripperMapper(config.gripper)
         tol_s = config.safety.tracking_tolerance_s
         self._tracking_tolerance = np.array([config.max_linear_speed_m_s, config.max_angular_speed_rad_s]) * tol_s

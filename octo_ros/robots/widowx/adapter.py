@@ -39,6 +39,7 @@ from octo_ros.control.safety import (
     check_limit,
     tracking_error,
 )
+from octo_ros.control.teleop import DELTA_ACTION_NAMES
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 
 # Bridge's DEFAULT_ROTATION: orientation with rpy = 0 (gripper x-axis pointing down).
@@ -99,7 +100,7 @@ class WidowXAdapter(AdapterBase):
         self.config = config
         self.arm = ARMS[config.arm]
         self.box = WorkspaceBox(config.workspace_low, config.workspace_high)
-        self._init_core(config.safety, config.execution, self.ACTION_DIM)
+        self._init_core(config.safety, config.execution, DELTA_ACTION_NAMES)
         self.gripper = GripperMapper(config.gripper)
         self._tracking_tolerance = self.arm.limits.max_step(config.safety.tracking_tolerance_s)
         self._measured_q: np.ndarray | None = None

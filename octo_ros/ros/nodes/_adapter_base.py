@@ -57,6 +57,7 @@ def execution_config(node, step_period: float, mode: str, exec_horizon: int, ens
         ensemble_horizon=int(p("ensemble_horizon", ensemble_horizon).value),
         exp_weight=float(p("exp_weight", 0.0).value),
         max_future_stamp_s=float(p("max_future_stamp", 0.05).value),
+        reorder_action_dimensions=bool(p("reorder_action_dimensions", False).value),
     )
 
 
@@ -183,9 +184,12 @@ class AdapterNodeBase(Node):
             self.warnings.warn("chunk:step_period", f"action_chunk {chunk.sequence} rejected: step_period "
                                f"{chunk.step_period_s:g} s, this adapter executes {self.step_period_s:g} s steps")
             return
-        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now, chunk.source)
+        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now, chunk.source,
+                                        names=chunk.dimension_names)
         if result.accepted:
             self.chunks_accepted += 1
+            if result.note:
+                self.warnings.warn("chunk:note", f"action_chunk {chunk.sequence}: {result.note}")
         else:
             self.chunks_rejected += 1
             self.warnings.warn("chunk:" + " ".join(result.reason.split()[:3]),

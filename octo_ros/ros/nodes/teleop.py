@@ -49,7 +49,7 @@ from octo_ros.control.teleop import (
     TwistTeleop,
     TwistTeleopConfig,
 )
-from octo_ros.robots.bimanual.teleop import ACTION_NAMES as BIMANUAL_ACTION_NAMES
+from octo_ros.robots.bimanual.adapter import ACTION_NAMES as BIMANUAL_ACTION_NAMES
 from octo_ros.robots.bimanual.teleop import SIDES, LeaderTeleop, LeaderTeleopConfig
 from octo_ros.ros.messages import Chunk, chunk_to_msg
 from octo_ros.ros.nodes._adapter_base import stamp_seconds
