@@ -32,6 +32,7 @@ from octo_ros.inference.runtime import (
     validate_goal_image,
     validate_instruction,
 )
+from octo_ros.inference.tokenizer import resolve_tokenizer
 from octo_ros.model.policy import OctoPolicy, tune_malloc
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
 from octo_ros.ros.messages import Chunk, chunk_to_msg, window_from_msg
@@ -50,16 +51,6 @@ from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 from octo_ros_msgs.srv import SetInstruction
 
 
-def _tokenizer_source(setting: str, checkpoint: Path) -> str | None:
-    """The tokenizer parameter, else one shipped inside the checkpoint folder, else none."""
-    if setting:
-        return setting
-    for name in ("spiece.model", "tokenizer.json"):
-        if (checkpoint / name).is_file():
-            return str(checkpoint / name)
-    return None
-
-
 class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__("policy", **kwargs)
@@ -72,7 +63,7 @@ class PolicyNode(Node):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = self.declare_parameter("dtype", "float32").value
         threads = self.declare_parameter("torch_threads", 0).value
-        tokenizer = _tokenizer_source(self.declare_parameter("tokenizer", "").value, Path(checkpoint))
+        tokenizer = resolve_tokenizer(self.declare_parameter("tokenizer", "").value, checkpoint)
         self.dataset_key = self.declare_parameter("dataset_statistics_key", "").value or None
         self.step_period = self.declare_parameter("step_period", 0.2).value
         names = list(self.declare_parameter("action_dimension_names", [""]).value)
@@ -83,7 +74,7 @@ class PolicyNode(Node):
         if device == "cpu":
             tune_malloc()  # this process runs the model: keep its activation memory mapped between calls
         self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or default_torch_threads(),
-                                      step=None if step < 0 else step, tokenizer=tokenizer)
+                                      step=None if step < 0 else step, tokenizer=tokenizer.path)
         if self.dataset_key is None and len(self.policy.dataset_keys) > 1:
             raise ValueError(f"checkpoint has statistics for several datasets {self.policy.dataset_keys}: "
                              "set 'dataset_statistics_key'")
@@ -99,7 +90,11 @@ class PolicyNode(Node):
             f"loaded {self.policy.model_id} in {time.perf_counter() - started:.1f} s on {device} ({dtype}); "
             f"horizon {self.policy.action_horizon} x {self.action_dim} ({', '.join(names)}), "
             f"statistics '{self.dataset_key or self.policy.dataset_keys[0]}'"
-            + ("" if tokenizer else "; no text tokenizer: goal images only"))
+            + (f"; tokenizer {tokenizer.path} ({tokenizer.source})" if tokenizer.path else ""))
+        if tokenizer.path is None and self.policy.has_language:
+            self.get_logger().warning(
+                "no T5 tokenizer found (" + "; ".join(tokenizer.looked) + "): instructions are refused, goal images "
+                f"only. Put t5-base's spiece.model into {Path(checkpoint) / 'spiece.model'} or pass tokenizer:=<file>")
 
         self._task_lock = threading.Lock()
         self.task: Task = NO_TASK
