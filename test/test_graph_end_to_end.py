@@ -44,9 +44,7 @@ def test_launch_sim_graph_closes_the_loop(ros, checkpoint, robot):
     command_topic, command_type, state_topic, state_type = ROBOTS[robot]
     launcher = subprocess.Popen(
         [sys.executable, "-m", "octo_ros.cli", "launch", robot, "--sim", f"checkpoint:={checkpoint}",
-         "dry_run:=false", "dataset_statistics_key:=untrained",
-         "observation_buffer.cameras.image_primary.height:=64", "observation_buffer.cameras.image_primary.width:=64",
-         f"policy.tokenizer:={checkpoint / 'spiece.model'}"],
+         "dry_run:=false", "dataset_statistics_key:=untrained"],  # image sizes and tokenizer: the checkpoint's
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = ros.node(f"e2e_{robot}")
     chunks, commands, states = [], [], []

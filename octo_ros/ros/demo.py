@@ -58,9 +58,6 @@ def run_demo(out: Path, duration: float) -> dict:
     checkpoint = demo_checkpoint(out / "checkpoint")
     specs = describe("bimanual", sim=True, arguments={
         "checkpoint": str(checkpoint), "dataset_statistics_key": DATASET, "dry_run": "false", "record": "true",
-        "observation_buffer.cameras.image_primary.height": "64",
-        "observation_buffer.cameras.image_primary.width": "64",
-        "policy.tokenizer": str(checkpoint / "spiece.model"),
         "recorder.output_dir": str(out / "bags"),
     })
     os.environ.setdefault("MUJOCO_GL", "egl")

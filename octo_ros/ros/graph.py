@@ -194,6 +194,8 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     recorder["seed"] = int(params.get("policy", {}).get("seed", 0))
     for node, values in overrides.items():
         params.setdefault(node, {}).update(values)
+    # the buffer sizes each camera as the checkpoint it feeds expects
+    params.setdefault("observation_buffer", {}).setdefault("checkpoint", str(params.get("policy", {}).get("checkpoint", "")))
     # ... and how the observation buffer builds the proprio from the joint states (the export's
     # robot state), after the overrides
     recorder["proprio_layout"] = json.dumps(

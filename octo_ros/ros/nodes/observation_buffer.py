@@ -9,6 +9,9 @@ selects the proprio vector; ``proprio_normalization.<joint>: [close, open]`` map
 joint to (x - close) / (open - close). At ``rate_hz`` publishes ``observation_window``
 (octo_ros_msgs/ObservationWindow) when every stream is fresh, and nothing
 otherwise. ``~/reset`` (std_srvs/Trigger) starts a new window (padded again).
+Each camera is resized to ``cameras.<input>.{height,width}`` when set, else to the size
+the ``checkpoint``'s example batch gives that input, else to Octo's default for it; a size
+set against the checkpoint's is refused (the model cannot take it).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
+from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
 from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
     ObservationBuffer,
@@ -46,14 +50,15 @@ class ObservationBufferNode(Node):
     def __init__(self, **kwargs):
         super().__init__("observation_buffer", **kwargs)
         inputs = self.declare_parameter("camera_inputs", ["image_primary"]).value
+        checkpoint = self.declare_parameter("checkpoint", "").value
+        model_sizes = checkpoint_image_sizes(checkpoint) if checkpoint else {}
         cameras = {}
         for name in inputs:
             cameras[name] = {
                 "topic": self.declare_parameter(f"cameras.{name}.topic", f"{name}/image_raw").value,
-                "height": self.declare_parameter(f"cameras.{name}.height", 256 if name == "image_primary" else 128).value,
-                "width": self.declare_parameter(f"cameras.{name}.width", 256 if name == "image_primary" else 128).value,
                 "average_crop": self.declare_parameter(f"cameras.{name}.average_crop", name == "image_primary").value,
             }
+            cameras[name].update(self._camera_size(name, model_sizes.get(name)))
         joint_state = self._joint_state_sources()
         self.proprio_joints = tuple(self.declare_parameter("proprio_joints", [""]).value)
         if self.proprio_joints == ("",):
@@ -95,6 +100,19 @@ class ObservationBufferNode(Node):
                                                  for s in config.joint_state_sources)
             + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
             + (f"; normalized [close, open]: {config.proprio_normalization}" if config.proprio_normalization else ""))
+
+    def _camera_size(self, name: str, model_size: tuple[int, int] | None) -> dict:
+        """``{height, width}`` as set, else the checkpoint's; {} for the core's default."""
+        height = self.declare_parameter(f"cameras.{name}.height", Parameter.Type.INTEGER).value  # None: not set
+        width = self.declare_parameter(f"cameras.{name}.width", Parameter.Type.INTEGER).value
+        if (height is None) != (width is None):
+            raise ValueError(f"set both cameras.{name}.height and cameras.{name}.width, or neither")
+        if height is None:
+            return {} if model_size is None else {"height": model_size[0], "width": model_size[1]}
+        if model_size is not None and (height, width) != model_size:
+            raise ValueError(f"cameras.{name} is {height}x{width} but the checkpoint takes "
+                             f"{model_size[0]}x{model_size[1]} (height x width): leave the size unset")
+        return {"height": height, "width": width}
 
     def _joint_state_sources(self) -> dict:
         """``joint_state`` map of the core config from ``joint_state_topic`` or

@@ -1,0 +1,41 @@
+"""Facts about a checkpoint that nodes other than the policy need, without loading the model:
+the image size of each camera input (from the example batch), and a content hash (the
+evidence recorded with every episode)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from octo_ros.model.checkpoint import read_example_batch
+from octo_ros.model.native import NATIVE_META, example_batch_spec, is_native
+
+
+def checkpoint_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
+    """``{"image_primary": (height, width), ...}`` of an official or native checkpoint; {} when it
+    has no example batch."""
+    path = Path(path)
+    if is_native(path):
+        spec = json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
+    else:
+        spec = example_batch_spec(read_example_batch(path))
+    sizes = {}
+    for key, (shape, _) in spec.items():
+        group, _, name = key.partition("/")
+        if group == "observation" and name.startswith("image_") and "/" not in name:
+            sizes[name] = (int(shape[2]), int(shape[3]))  # (batch, window, height, width, channels)
+    return sizes
+
+
+def checkpoint_content_hash(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """``sha256:<hex>`` over every file of the checkpoint folder (relative path and content, in
+    path order): equal hashes, equal checkpoints, wherever they were copied."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            while block := handle.read(chunk_bytes):
+                digest.update(block)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
