@@ -1,4 +1,6 @@
 """The observation buffer as the graph starts it: image sizes from the checkpoint it serves."""
+import time
+
 import pytest
 from support.streams import SensorStreams
 
@@ -47,3 +49,23 @@ def test_buffer_refuses_a_size_the_checkpoint_cannot_take(ros, tmp_path, checkpo
     ros.wait_for(lambda: not proc.alive(), 60, "the buffer to refuse its parameters")
     assert "cameras.image_primary is 256x256 but the checkpoint takes 64x64 (height x width)" in proc.output()
 
+
+def test_a_flapping_camera_is_summarized_not_logged_at_every_change(ros, tmp_path, checkpoint):
+    proc = _start_buffer(ros, tmp_path, {"checkpoint": str(checkpoint)})
+    node = ros.node("flap_test")
+    windows = []
+    node.create_subscription(ObservationWindow, "/observation_window", windows.append, 10)
+    streams = SensorStreams(node, camera_topic="/camera/image_raw", joint_topic="/wx250s/joint_states",
+                            joints=ARM_JOINTS, size=(240, 320))
+    ros.wait_for(lambda: windows, 60, "an observation window")
+
+    def flap():  # the camera pauses longer than max_image_age_s (0.5 s), then comes back, ...
+        streams.paused.clear() if streams.paused.is_set() else streams.paused.set()
+
+    node.create_timer(0.8, flap)
+    time.sleep(12.0)
+    lines = proc.output().splitlines()
+    changes = [line for line in lines if "observation stale" in line or "fresh again" in line]
+    summaries = [line for line in lines if "went stale" in line]
+    assert len(changes) <= 3, "\n".join(changes)
+    assert summaries and "image_primary" in summaries[0], "\n".join(lines[-20:])

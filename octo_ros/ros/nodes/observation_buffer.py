@@ -24,6 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
+from octo_ros.perception.freshness_log import FreshnessLog
 from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
     ObservationBuffer,
@@ -43,6 +44,7 @@ from octo_ros.ros.support import (
     given_parameters,
     run_node,
 )
+from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
 
@@ -81,6 +83,7 @@ class ObservationBufferNode(Node):
         self.diagnostics = Diagnostics(self)
         self.windows_published = 0
         self.last_status: ObservationStatus | None = None
+        self.freshness_log = FreshnessLog()
 
         for name, spec in cameras.items():
             topic = spec["topic"]
@@ -176,13 +179,13 @@ class ObservationBufferNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
             result = self.buffer.assemble(now_ns)
+        stale = isinstance(result, ObservationStatus) and result.kind is StatusKind.STALE
+        for level, line in self.freshness_log.update(ns_to_seconds(now_ns), (result.stream or "?") if stale else None,
+                                                     result.reason if stale else ""):
+            (self.get_logger().warning if level == "warning" else self.get_logger().info)(line)
         if isinstance(result, ObservationStatus):
-            if result.kind is StatusKind.STALE and (self.last_status is None or self.last_status.kind is not StatusKind.STALE):
-                self.get_logger().warning(f"observation stale, publishing nothing: {result.reason}")
             self.last_status = result
             return
-        if self.last_status is not None and self.last_status.kind is StatusKind.STALE:
-            self.get_logger().info("observation streams fresh again: publishing windows")
         self.last_status = None
         self.publisher.publish(window_to_msg(result))
         self.windows_published += 1
