@@ -461,3 +461,45 @@ def test_demonstrations_export_with_source_and_label_and_discards_are_skipped(tm
 
     with pytest.raises(SystemExit, match="labelled 'discard'"):
         recording_cli(["export", str(discarded), "--format", "lerobot", str(tmp_path / "none"), "--quiet"])
+
+
+def test_only_the_source_the_adapter_executed_is_exported(tmp_path):
+    """The policy keeps publishing after the operator switched the adapter to the teleop node
+    (source parameter, reported in its diagnostics): the frames follow the adapter."""
+    topics = [TopicSpec("/cam/image_raw", "sensor_msgs/msg/Image", "sensor"),
+              TopicSpec("/action_chunk", "octo_ros_msgs/msg/ActionChunk"),
+              TopicSpec("/teleop/action_chunk", "octo_ros_msgs/msg/ActionChunk"),
+              TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")]
+    w = EpisodeBagWriter(tmp_path, EpisodeInfo(robot="widowx", instruction="pick"), topics, name="switch")
+    T = time.time_ns()
+    msgs = []
+    for m in range(int(DURATION * 10)):
+        img = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(H * W * 3))
+        img.header.stamp = _time(T + m * S // 10)
+        msgs.append((T + m * S // 10 + 5_000_000, "/cam/image_raw", img))
+    for i in range(int(DURATION / 0.2)):
+        t = T + i * S // 5 + 13_000_000
+        policy = ActionChunk(sequence=i, horizon=1, action_dim=7, step_period=0.2, dimension_names=NAMES,
+                             actions=[float(i)] * 7, normalized=[0.0] * 7)  # source empty: a policy's
+        teleop = ActionChunk(sequence=i, horizon=1, action_dim=7, step_period=0.2, dimension_names=NAMES,
+                             actions=[100.0 + i] * 7, normalized=[0.0] * 7, source="teleop")
+        policy.header.stamp = teleop.header.stamp = _time(t)
+        msgs += [(t, "/action_chunk", policy), (t - 1_000_000, "/teleop/action_chunk", teleop)]
+    for k, source in enumerate(["policy", "policy", "teleop", "teleop"]):  # the switch at 1.0 s
+        diag = DiagnosticArray(status=[DiagnosticStatus(name="widowx_adapter", message="move",
+                                                        values=[KeyValue(key="source", value=source)])])
+        msgs.append((T + k * S // 2, "/diagnostics", diag))
+    for t, topic, msg in sorted(msgs, key=lambda x: x[0]):
+        w.write(topic, t, serialize_message(msg))
+    bag = w.close("success")
+
+    out = tmp_path / "lerobot"
+    assert recording_cli(["export", str(bag), "--format", "lerobot", str(out), "--quiet", "--codec", "libx264"]) == 0
+    d = pq.read_table(out / "data/chunk-000/file-000.parquet").to_pydict()
+    t = np.array(d["timestamp"]) + 0.013  # frame times since T: the first chunk at 13 ms
+    action = np.array(d["action"])[:, 0]
+    before = t < 1.0 - 1e-6
+    assert before.any() and (~before).any()
+    assert set(np.array(d["source"])[before]) == {"policy"} and set(np.array(d["source"])[~before]) == {"teleop"}
+    np.testing.assert_array_equal(action[before], np.arange(before.sum()))
+    np.testing.assert_array_equal(action[~before], 100 + np.arange(before.sum(), len(action)))

@@ -4,7 +4,8 @@ rosbags' AnyReader decodes with the definitions embedded in the bag.
 Streams are found by type: every ``sensor_msgs/Image``/``CompressedImage`` topic is a camera
 (except ``*goal_image``, the goal), ``ActionChunk`` the commanded actions (every ActionChunk
 topic, merged in receive order: a policy's chunks and a teleoperation node's horizon-1 chunks;
-``source`` says which, empty in older bags: policy), ``PolicyStatus`` the status, ``DiagnosticArray`` the diagnostics (safety clamps are the statuses with a key or
+``source`` says which, empty in older bags: policy; where the adapter's diagnostics say which
+source it executes, the other source's chunks are left out), ``PolicyStatus`` the status, ``DiagnosticArray`` the diagnostics (safety clamps are the statuses with a key or
 message containing "clamp").
 
 The robot state is the model's proprio, built from the ``JointState`` topics by the observation
@@ -164,9 +165,12 @@ def load_episode(bag: str | Path) -> Episode:
     joint_topics = {t: by_topic.get(t, []) for t in sorted(types) if types[t] == "sensor_msgs/msg/JointState"}
     state_times, state_names, states, state_origin = robot_state(joint_topics, metadata)
 
+    diagnostics = [(t, st) for topic in by_topic if types[topic] == "diagnostic_msgs/msg/DiagnosticArray"
+                   for t, arr in by_topic[topic] for st in arr.status]
     chunks = None
     msgs = sorted((x for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk" for x in by_topic[t]),
                   key=lambda x: x[0])
+    msgs = executed_source_only(msgs, diagnostics)
     if msgs:
         shapes = {(len(m.dimension_names), int(m.action_dim)) for _, m in msgs}
         if len({dim for _, dim in shapes}) > 1:
@@ -180,19 +184,13 @@ def load_episode(bag: str | Path) -> Episode:
             latency=np.array([m.inference_latency for _, m in msgs], dtype=np.float64),
             dimension_names=list(msgs[0][1].dimension_names),
             task=[m.task for _, m in msgs],
-            source=[getattr(m, "source", "") or "policy" for _, m in msgs],  # empty: a policy's (ActionChunk.msg)
+            source=[_chunk_source(m) for _, m in msgs],
         )
 
     status = [(t, m) for topic in by_topic if types[topic] == "octo_ros_msgs/msg/PolicyStatus" for t, m in by_topic[topic]]
-    clamps = []
-    for topic in by_topic:
-        if types[topic] != "diagnostic_msgs/msg/DiagnosticArray":
-            continue
-        for t, arr in by_topic[topic]:
-            for st in arr.status:
-                if "clamp" in st.message.lower() or any("clamp" in kv.key.lower() and kv.value.lower() not in ("0", "false", "")
-                                                        for kv in st.values):
-                    clamps.append(t)
+    clamps = [t for t, st in diagnostics
+              if "clamp" in st.message.lower() or any("clamp" in kv.key.lower() and kv.value.lower() not in ("0", "false", "")
+                                                      for kv in st.values)]
     instructions = [(t, m.data) for topic in by_topic if topic.endswith("instruction") and types[topic] == "std_msgs/msg/String"
                     for t, m in by_topic[topic]]
     return Episode(
@@ -203,6 +201,25 @@ def load_episode(bag: str | Path) -> Episode:
         status_state=np.array([m.state for _, m in status], dtype=np.int64),
         clamp_times=np.array(sorted(clamps), dtype=np.int64), instructions=sorted(instructions),
     )
+
+
+def _chunk_source(msg) -> str:
+    return getattr(msg, "source", "") or "policy"  # empty: a policy's (ActionChunk.msg)
+
+
+def executed_source_only(chunks: list[tuple[int, Any]], diagnostics: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """The chunks of the source the adapter executed when each arrived (its diagnostics report
+    ``source``, about once a second); all of them before the first report or without any."""
+    reports = sorted((t, kv.value) for t, st in diagnostics for kv in st.values if kv.key == "source")
+    if not reports:
+        return chunks
+    times = np.array([t for t, _ in reports], dtype=np.int64)
+    kept = []
+    for t, m in chunks:
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        if i < 0 or reports[i][1] == _chunk_source(m):
+            kept.append((t, m))
+    return kept
 
 
 def recorded_layout(metadata: dict[str, Any]) -> tuple[ProprioLayout | None, str]:
