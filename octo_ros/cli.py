@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_recording(sub)
 
+    from octo_ros.finetune.cli import register as register_finetune
+
+    register_finetune(sub)
+
     from octo_ros.ros.demo import register as register_demo
     from octo_ros.ros.launcher import register as register_launch
 
