@@ -52,7 +52,7 @@ def write_checkpoint(path: Path, size: str) -> Path:
     return path
 
 
-def run_one(size: str, batch: int, steps: int, device: str, workdir: Path) -> dict:
+def run_one(size: str, batch: int, steps: int, device: str, workdir: Path, threads) -> dict:
     import torch
 
     from octo_ros.finetune import FinetuneConfig, Finetuner
@@ -62,7 +62,7 @@ def run_one(size: str, batch: int, steps: int, device: str, workdir: Path) -> di
         write_checkpoint(ck, size)
     cfg = FinetuneConfig(checkpoint=str(ck), datasets=[str(workdir / "dataset")], out=str(workdir / f"out_{size}_{batch}"),
                          cameras={"primary": "cam", "wrist": "cam"}, batch_size=batch, steps=steps + 1, device=device,
-                         val_fraction=0.0, progress=False)
+                         val_fraction=0.0, progress=False, threads=threads)
     tuner = Finetuner(cfg)
     tuner.module.train()
     cuda = tuner.device.type == "cuda"
@@ -89,12 +89,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up step)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--workdir", default=None, help="keep checkpoints and the dataset here (default: a temp dir)")
     ap.add_argument("--one", nargs=2, metavar=("SIZE", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="octo_ft_bench_"))
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.device, workdir)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.device, workdir, args.threads)))
         return 0
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "dataset" / "meta" / "info.json").is_file():
@@ -102,13 +103,14 @@ def main() -> int:
 
         make_lerobot_dataset(workdir / "dataset", episodes=4, steps=40)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    print(f"CPU: {cpu} ({os.cpu_count()} logical cores); torch threads default; load before: {os.getloadavg()}")
+    print(f"CPU: {cpu} ({os.cpu_count()} logical cores); torch threads {args.threads or 'default'}; "
+          f"load before: {os.getloadavg()}")
     rows = []
     for _ in range(args.rounds):
         for size in args.sizes:
             for batch in args.batches:
                 cmd = [sys.executable, __file__, "--one", size, str(batch), "--steps", str(args.steps),
-                       "--device", args.device, "--workdir", str(workdir)]
+                       "--device", args.device, "--workdir", str(workdir)] + (["--threads", str(args.threads)] if args.threads else [])
                 res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'test'}"))
                 if res.returncode != 0:
                     print(f"{size} batch {batch}: failed\n{res.stderr[-2000:]}")

@@ -14,6 +14,15 @@ from octo_ros.model import make_random_checkpoint
 B, W = 3, 2
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One CPU thread: two threads spin against each other on a loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("ck")

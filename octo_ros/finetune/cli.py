@@ -68,6 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-image-augmentation", dest="image_augmentation", action="store_false", default=None)
     p.add_argument("--no-task-augmentation", dest="task_augmentation", action="store_false", default=None)
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--tokenizer", help="T5 tokenizer (spiece.model / tokenizer.json / folder); default: the checkpoint folder's")
     p.add_argument("--dataset-key", help="store the statistics under this dataset name (default: flat, as Octo's fine-tunes)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in OUT")

@@ -57,15 +57,19 @@ def _read_table(path: Path):
 
 
 def _fixed_rows(column, what: str) -> np.ndarray:
-    """A list/fixed-size-list column -> (N, D) float32."""
-    values = column.to_pylist()
-    try:
-        arr = np.asarray(values, dtype=np.float32)
-    except ValueError:
-        raise DatasetError(f"{what}: rows have different lengths") from None
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    return arr
+    """A (fixed-size) list column -> (N, D) float32 (a scalar column -> (N, 1))."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks()
+    n = len(arr)
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+        return arr.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, 1)
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    if n == 0:
+        return values.reshape(0, 0)
+    if values.size % n:
+        raise DatasetError(f"{what}: rows have different lengths")
+    return values.reshape(n, -1)
 
 
 class LeRobotDataset:
@@ -111,13 +115,6 @@ class LeRobotDataset:
     def state_dim(self) -> Optional[int]:
         return int(self.features[self.state_key]["shape"][0]) if self.state_key else None
 
-    def camera_shape(self, key: str) -> Tuple[int, int]:
-        shape = self.features[key]["shape"]
-        names = self.features[key].get("names") or ["height", "width", "channels"]
-        if list(names)[:1] == ["channels"]:  # (C, H, W) as some LeRobot datasets declare it
-            return int(shape[1]), int(shape[2])
-        return int(shape[0]), int(shape[1])
-
     def split_episodes(self, name: str) -> Optional[List[int]]:
         """Episode indices of a split named in info.json (``"start:end"``), or None."""
         spec = (self.info.get("splits") or {}).get(name)
@@ -156,11 +153,11 @@ class LeRobotDataset:
                                            file_index=int(row[f"videos/{key}/file_index"]))
 
     def columns(self) -> dict:
-        """``index``, ``episode_index``, ``frame_index``, ``task_index``, ``action``, ``state`` over all data files."""
+        """``episode_index``, ``frame_index``, ``task_index``, ``action``, ``state`` over all data files."""
         if self._columns is not None:
             return self._columns
         paths = sorted({self._data_path(r) for r in self.episode_rows})
-        parts = {k: [] for k in ("index", "episode_index", "frame_index", "task_index", "action", "state")}
+        parts = {k: [] for k in ("episode_index", "frame_index", "task_index", "action", "state")}
         for p in paths:
             if not p.is_file():
                 raise DatasetError(f"{self.root}: data file {p} named by meta/episodes is missing")
@@ -169,10 +166,11 @@ class LeRobotDataset:
                 if need not in table.column_names:
                     raise DatasetError(f"{p}: no '{need}' column")
             n = table.num_rows
-            parts["index"].append(np.asarray(table.column("index").to_pylist() if "index" in table.column_names else np.arange(n), np.int64))
-            parts["episode_index"].append(np.asarray(table.column("episode_index").to_pylist(), np.int64))
-            parts["frame_index"].append(np.asarray(table.column("frame_index").to_pylist(), np.int64))
-            parts["task_index"].append(np.asarray(table.column("task_index").to_pylist() if "task_index" in table.column_names else np.zeros(n), np.int64))
+            ints = lambda name, default: (table.column(name).to_numpy().astype(np.int64)  # noqa: E731
+                                          if name in table.column_names else default)
+            parts["episode_index"].append(ints("episode_index", None))
+            parts["frame_index"].append(ints("frame_index", None))
+            parts["task_index"].append(ints("task_index", np.zeros(n, np.int64)))
             parts["action"].append(_fixed_rows(table.column("action"), f"{p}: action"))
             if self.state_key:
                 parts["state"].append(_fixed_rows(table.column(self.state_key), f"{p}: {self.state_key}"))

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class FinetuneConfig:
     image_augmentation: bool = True
     task_augmentation: bool = True
     device: str = "auto"
+    threads: Optional[int] = None  # torch CPU threads (None: torch's default, all cores)
     tokenizer: Optional[str] = None
     dataset_key: Optional[str] = None  # None: flat statistics (Octo's single-dataset layout)
     resume: bool = False
@@ -88,7 +90,7 @@ class FinetuneConfig:
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
         d = dataclasses.asdict(self)
-        for k in ("steps", "resume", "progress", "device", "log_interval", "eval_interval", "save_interval"):
+        for k in ("steps", "resume", "progress", "device", "threads", "log_interval", "eval_interval", "save_interval"):
             d.pop(k)
         return d
 
@@ -113,13 +115,20 @@ def lr_at(cfg: FinetuneConfig, update: int) -> float:
 # --------------------------------------------------------------------------- set-up
 
 
-def _find_tokenizer(cfg: FinetuneConfig) -> Optional[T5TextTokenizer]:
+TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
+
+
+def _find_tokenizer(cfg: FinetuneConfig) -> tuple:
+    """(tokenizer, its file if local) from --tokenizer, else the checkpoint folder; (None, None)."""
     candidates = [cfg.tokenizer] if cfg.tokenizer else []
     root = Path(cfg.checkpoint)
-    candidates += [str(root / n) for n in ("spiece.model", "tokenizer.json") if (root / n).is_file()]
+    candidates += [str(root / n) for n in TOKENIZER_FILES if (root / n).is_file()]
     for c in candidates:
-        return T5TextTokenizer.from_pretrained(c)
-    return None
+        path = Path(c)
+        if path.is_dir():
+            path = next((path / n for n in TOKENIZER_FILES if (path / n).is_file()), None)
+        return T5TextTokenizer.from_pretrained(c), (path if path is not None and path.is_file() else None)
+    return None, None
 
 
 def _camera_keys(model_cameras: Sequence[str], datasets: Sequence[LeRobotDataset], explicit: Dict[str, str]) -> Dict[str, str]:
@@ -177,6 +186,8 @@ class Finetuner:
             raise FinetuneError("no dataset given (--dataset DIR)")
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
         torch.manual_seed(cfg.seed)
         pretrained, _, spec, info = load_module(cfg.checkpoint)
         self.source = info
@@ -263,7 +274,7 @@ class Finetuner:
         self.num_episodes = (len(train_idx), len(val_idx))
 
         # ---- language: T5 once per distinct instruction
-        self.text_tokenizer = _find_tokenizer(cfg) if self.language else None
+        self.text_tokenizer, self.tokenizer_file = _find_tokenizer(cfg) if self.language else (None, None)
         self.module.to(self.device)
         self.lang_embeddings = self._encode_instructions() if self.language else None
 
@@ -462,6 +473,10 @@ class Finetuner:
                 (d / "config.json").write_text(json.dumps(dict(dataclasses.asdict(t.t5), model_type="t5")))
         source = {"format": "native", "finetuned_from": self.source, "step": self.step}
         save_native(self.out / "native", module, stats, example_batch_spec(self.example_batch), source=source)
+        if self.tokenizer_file is not None:  # the policy node finds a tokenizer shipped in the checkpoint folder
+            for d in (self.out, self.out / "native"):
+                if not (d / self.tokenizer_file.name).is_file():
+                    shutil.copyfile(self.tokenizer_file, d / self.tokenizer_file.name)
         self._save_state()
         self.last_saved = self.out / str(self.step)
         return self.last_saved
