@@ -31,11 +31,11 @@ def write_checkpoint(path: Path, size: str) -> Path:
     import torch
 
     from octo_ros.finetune.model import init_parameter
-    from octo_ros.model.checkpoint import make_config, make_example_batch, random_statistics, write_official_checkpoint
+    from octo_ros.model.checkpoint import write_official_checkpoint
     from octo_ros.model.config import T5Config, parse_config
     from octo_ros.model.octo import OctoModule, shapes_from_images
+    from octo_ros.model.testing import make_config, make_example_batch, random_statistics, write_tokenizer
     from octo_ros.model.weights import export_flax_params
-    from octo_ros.untrained_checkpoint import write_tokenizer
 
     config = make_config(size, cameras=("primary", "wrist"))
     image_sizes = config.pop("image_sizes")

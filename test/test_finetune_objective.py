@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from octo_ros.finetune.losses import continuous_loss, diffusion_loss
-from octo_ros.model import make_random_checkpoint
+from octo_ros.model.testing import make_random_checkpoint
 
 B, W = 3, 2
 
