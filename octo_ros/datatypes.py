@@ -11,6 +11,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from octo_ros.timebase import stamp_to_ns
+
 
 @dataclass(frozen=True)
 class ObservationWindow:
@@ -52,3 +54,46 @@ class ObservationWindow:
     @property
     def num_real_steps(self) -> int:
         return int(self.timestep_pad_mask.sum())
+
+
+#: ``ActionChunk.source``: who produced a chunk. An empty source (bags recorded before the
+#: field existed) is a policy's.
+POLICY_SOURCE = "policy"
+TELEOP_SOURCE = "teleop"
+
+
+@dataclass(frozen=True)
+class ActionChunk:
+    """Actions for consecutive policy steps: row ``i`` is meant for ``stamp_ns + i * step_period_s``,
+    ``stamp_ns`` being the time of the newest observation the chunk was computed from.
+
+    actions: (horizon, action_dim), unnormalized
+    normalized: the same in the model's normalized space (None: not known)
+    """
+
+    stamp_ns: int
+    actions: np.ndarray
+    step_period_s: float
+    dimension_names: Tuple[str, ...] = ()
+    source: str = POLICY_SOURCE
+    sequence: int = 0
+    normalized: Optional[np.ndarray] = None
+    model_id: str = ""
+    task: str = ""
+    inference_latency_s: float = 0.0
+
+    @classmethod
+    def from_msg(cls, msg) -> "ActionChunk":
+        """The fields of an ``octo_ros_msgs/ActionChunk`` message, rclpy's or rosbags' (no checks:
+        ``octo_ros.ros.messages.chunk_from_msg`` checks what arrives over ROS). ``normalized`` of
+        another size than ``actions`` is not known."""
+        shape = (int(msg.horizon), int(msg.action_dim))
+        normalized = np.asarray(msg.normalized, dtype=np.float32)
+        return cls(
+            stamp_ns=stamp_to_ns(msg.header.stamp), actions=np.asarray(msg.actions, dtype=np.float32).reshape(shape),
+            step_period_s=float(msg.step_period), dimension_names=tuple(msg.dimension_names),
+            source=getattr(msg, "source", "") or POLICY_SOURCE,  # older bags' definition has no source
+            sequence=int(msg.sequence),
+            normalized=normalized.reshape(shape) if normalized.size == shape[0] * shape[1] else None,
+            model_id=msg.model_id, task=msg.task, inference_latency_s=float(msg.inference_latency),
+        )

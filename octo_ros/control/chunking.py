@@ -29,15 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from octo_ros.control.safety import check_limit
+from octo_ros.datatypes import ActionChunk
+from octo_ros.timebase import ns_to_seconds, seconds_to_ns
 
 # Tolerance on "elapsed / period" so a tick landing a hair before a boundary because of
 # float rounding still selects the action that boundary belongs to.
 _INDEX_EPS = 1e-6
-
-#: ``ActionChunk.source``: who produced a chunk. An empty source (bags recorded before the
-#: field existed) is a policy's.
-POLICY_SOURCE = "policy"
-TELEOP_SOURCE = "teleop"
 
 
 class ExecutionMode(str, enum.Enum):
@@ -90,12 +87,6 @@ class ChunkAcceptance:
     note: str = ""  # what was done to an accepted chunk (e.g. its columns reordered)
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    actions: np.ndarray
-    stamp: float
-
-
 class ChunkExecutor:
     """Turns stamped chunks into one action per policy step, driven by ``tick(now)``."""
 
@@ -103,7 +94,7 @@ class ChunkExecutor:
         self.config = config
         self.action_dim = action_dim
         keep = config.ensemble_horizon if config.mode is ExecutionMode.TEMPORAL_ENSEMBLE else 1
-        self._chunks: deque[_Chunk] = deque(maxlen=keep)
+        self._chunks: deque[ActionChunk] = deque(maxlen=keep)
         self._step_start: float | None = None  # start of the step being executed
         self._last_step_start = -math.inf  # never start two steps less than a period apart
 
@@ -120,9 +111,10 @@ class ChunkExecutor:
             return ChunkAcceptance(False, "chunk stamp is not finite")
         if stamp > now + self.config.max_future_stamp_s:
             return ChunkAcceptance(False, f"chunk stamped {stamp - now:.3f} s in the future")
-        if self._chunks and stamp <= self._chunks[-1].stamp:
+        stamp_ns = seconds_to_ns(stamp)
+        if self._chunks and stamp_ns <= self._chunks[-1].stamp_ns:
             return ChunkAcceptance(False, "chunk is not newer than the newest one")
-        self._chunks.append(_Chunk(a, float(stamp)))
+        self._chunks.append(ActionChunk(stamp_ns, a, self.config.step_period_s))
         return ChunkAcceptance(True)
 
     def clear(self) -> None:
@@ -157,8 +149,8 @@ class ChunkExecutor:
         return StepDecision(StepKind.NEW_STEP, action=action, step_start=start)
 
     # selection ----------------------------------------------------------------------
-    def _index(self, chunk: _Chunk, t: float) -> int:
-        return max(0, math.floor((t - chunk.stamp) / self.config.step_period_s + _INDEX_EPS))
+    def _index(self, chunk: ActionChunk, t: float) -> int:
+        return max(0, math.floor((t - ns_to_seconds(chunk.stamp_ns)) / self.config.step_period_s + _INDEX_EPS))
 
     def _select(self, t: float) -> tuple[np.ndarray | None, str]:
         if not self._chunks:

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from octo_ros.datatypes import ActionChunk
 from octo_ros.perception.observation import JointStateError, ProprioLayout
 from octo_ros.recording.bag import METADATA_TOPIC, RecordingError, is_complete
-from octo_ros.timebase import ns_to_seconds, stamp_to_ns
+from octo_ros.timebase import ns_to_seconds
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -57,15 +59,42 @@ class CameraStream:
 
 @dataclass
 class Chunks:
+    """The action chunks of an episode in arrival order; the columns below are views of ``items``."""
+
     times: np.ndarray  # receive time, ns (N,)
-    stamps: np.ndarray  # header stamp, ns (N,)
-    sequence: np.ndarray
-    actions: list[np.ndarray]  # (H, D) each, unnormalized
-    step_period: np.ndarray
-    latency: np.ndarray
-    dimension_names: list[str]
-    task: list[str]
-    source: list[str]  # per chunk: "policy" or "teleop"
+    items: list[ActionChunk]
+
+    @cached_property
+    def stamps(self) -> np.ndarray:  # header stamp, ns (N,)
+        return np.array([c.stamp_ns for c in self.items], dtype=np.int64)
+
+    @cached_property
+    def sequence(self) -> np.ndarray:
+        return np.array([c.sequence for c in self.items], dtype=np.int64)
+
+    @property
+    def actions(self) -> list[np.ndarray]:  # (H, D) each, unnormalized
+        return [c.actions for c in self.items]
+
+    @cached_property
+    def step_period(self) -> np.ndarray:
+        return np.array([c.step_period_s for c in self.items], dtype=np.float64)
+
+    @cached_property
+    def latency(self) -> np.ndarray:
+        return np.array([c.inference_latency_s for c in self.items], dtype=np.float64)
+
+    @property
+    def dimension_names(self) -> list[str]:  # the first chunk's
+        return list(self.items[0].dimension_names)
+
+    @property
+    def task(self) -> list[str]:
+        return [c.task for c in self.items]
+
+    @cached_property
+    def source(self) -> list[str]:  # per chunk: "policy" or "teleop"
+        return [c.source for c in self.items]
 
     def action_at(self, t_ns: int) -> tuple[np.ndarray | None, int, int]:
         """(action executed at t, chunk index, row) with receding-horizon execution of the
@@ -73,10 +102,10 @@ class Chunks:
         i = int(np.searchsorted(self.times, t_ns, side="right")) - 1
         if i < 0:
             return None, -1, -1
-        a = self.actions[i]
-        period = self.step_period[i] if self.step_period[i] > 0 else 0.2
-        row = int(np.clip(np.floor(ns_to_seconds(t_ns - self.stamps[i]) / period + 1e-6), 0, a.shape[0] - 1))
-        return a[row], i, row
+        chunk = self.items[i]
+        period = chunk.step_period_s if chunk.step_period_s > 0 else 0.2
+        row = int(np.clip(np.floor(ns_to_seconds(t_ns - chunk.stamp_ns) / period + 1e-6), 0, chunk.actions.shape[0] - 1))
+        return chunk.actions[row], i, row
 
 
 @dataclass
@@ -168,24 +197,14 @@ def load_episode(bag: str | Path) -> Episode:
     diagnostics = [(t, st) for topic in by_topic if types[topic] == "diagnostic_msgs/msg/DiagnosticArray"
                    for t, arr in by_topic[topic] for st in arr.status]
     chunks = None
-    msgs = sorted((x for t in sorted(by_topic) if types[t] == "octo_ros_msgs/msg/ActionChunk" for x in by_topic[t]),
-                  key=lambda x: x[0])
-    msgs = executed_source_only(msgs, diagnostics)
-    if msgs:
-        shapes = {(len(m.dimension_names), int(m.action_dim)) for _, m in msgs}
+    received = sorted(((t, ActionChunk.from_msg(m)) for topic in sorted(by_topic)
+                       if types[topic] == "octo_ros_msgs/msg/ActionChunk" for t, m in by_topic[topic]), key=lambda x: x[0])
+    received = executed_source_only(received, diagnostics)
+    if received:
+        shapes = {(len(c.dimension_names), c.actions.shape[1]) for _, c in received}
         if len({dim for _, dim in shapes}) > 1:
             raise RecordingError(f"{bag}: action chunks of different dimensions {sorted(shapes)} in one episode")
-        chunks = Chunks(
-            times=np.array([t for t, _ in msgs], dtype=np.int64),
-            stamps=np.array([stamp_to_ns(m.header.stamp) for _, m in msgs], dtype=np.int64),
-            sequence=np.array([m.sequence for _, m in msgs], dtype=np.int64),
-            actions=[np.asarray(m.actions, dtype=np.float32).reshape(int(m.horizon), int(m.action_dim)) for _, m in msgs],
-            step_period=np.array([m.step_period for _, m in msgs], dtype=np.float64),
-            latency=np.array([m.inference_latency for _, m in msgs], dtype=np.float64),
-            dimension_names=list(msgs[0][1].dimension_names),
-            task=[m.task for _, m in msgs],
-            source=[_chunk_source(m) for _, m in msgs],
-        )
+        chunks = Chunks(times=np.array([t for t, _ in received], dtype=np.int64), items=[c for _, c in received])
 
     status = [(t, m) for topic in by_topic if types[topic] == "octo_ros_msgs/msg/PolicyStatus" for t, m in by_topic[topic]]
     clamps = [t for t, st in diagnostics
@@ -203,11 +222,7 @@ def load_episode(bag: str | Path) -> Episode:
     )
 
 
-def _chunk_source(msg) -> str:
-    return getattr(msg, "source", "") or "policy"  # empty: a policy's (ActionChunk.msg)
-
-
-def executed_source_only(chunks: list[tuple[int, Any]], diagnostics: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+def executed_source_only(chunks: list[tuple[int, ActionChunk]], diagnostics: list[tuple[int, Any]]) -> list[tuple[int, ActionChunk]]:
     """The chunks of the source the adapter executed when each arrived (its diagnostics report
     ``source``, about once a second); all of them before the first report or without any."""
     reports = sorted((t, kv.value) for t, st in diagnostics for kv in st.values if kv.key == "source")
@@ -215,10 +230,10 @@ def executed_source_only(chunks: list[tuple[int, Any]], diagnostics: list[tuple[
         return chunks
     times = np.array([t for t, _ in reports], dtype=np.int64)
     kept = []
-    for t, m in chunks:
+    for t, chunk in chunks:
         i = int(np.searchsorted(times, t, side="right")) - 1
-        if i < 0 or reports[i][1] == _chunk_source(m):
-            kept.append((t, m))
+        if i < 0 or reports[i][1] == chunk.source:
+            kept.append((t, chunk))
     return kept
 
 

@@ -4,17 +4,15 @@ No rclpy here: message classes are plain generated Python types.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from octo_ros.control.chunking import POLICY_SOURCE
-from octo_ros.datatypes import ObservationWindow
+from octo_ros.datatypes import ActionChunk, ObservationWindow
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
 from octo_ros.timebase import split_ns, stamp_to_ns
-from octo_ros_msgs.msg import ActionChunk, CameraWindow
+from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
+from octo_ros_msgs.msg import CameraWindow
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
 
@@ -78,36 +76,21 @@ def window_from_msg(msg: ObservationWindowMsg) -> ObservationWindow:
     )
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """An action chunk: row i is meant for stamp_ns + i * step_period_s."""
-
-    stamp_ns: int
-    sequence: int
-    actions: np.ndarray  # (horizon, action_dim) float32, unnormalized
-    normalized: np.ndarray  # (horizon, action_dim) float32
-    dimension_names: tuple[str, ...]
-    step_period_s: float
-    model_id: str = ""
-    task: str = ""
-    inference_latency_s: float = 0.0
-    source: str = POLICY_SOURCE  # or TELEOP_SOURCE (octo_ros.control.chunking)
-
-
-def chunk_to_msg(chunk: Chunk) -> ActionChunk:
+def chunk_to_msg(chunk: ActionChunk) -> ActionChunkMsg:
     horizon, dim = chunk.actions.shape
-    msg = ActionChunk(
+    msg = ActionChunkMsg(
         sequence=chunk.sequence, model_id=chunk.model_id, task=chunk.task, horizon=horizon, action_dim=dim,
         step_period=float(chunk.step_period_s), dimension_names=list(chunk.dimension_names),
         inference_latency=float(chunk.inference_latency_s), source=chunk.source,
     )
     msg.header.stamp = ns_to_stamp(chunk.stamp_ns)
     msg.actions = np.asarray(chunk.actions, dtype=np.float32).ravel().tolist()
-    msg.normalized = np.asarray(chunk.normalized, dtype=np.float32).ravel().tolist()
+    if chunk.normalized is not None:
+        msg.normalized = np.asarray(chunk.normalized, dtype=np.float32).ravel().tolist()
     return msg
 
 
-def chunk_from_msg(msg: ActionChunk) -> Chunk:
+def chunk_from_msg(msg: ActionChunkMsg) -> ActionChunk:
     """ValueError names what is inconsistent in the message."""
     shape = (int(msg.horizon), int(msg.action_dim))
     if shape[0] < 1 or shape[1] < 1:
@@ -121,9 +104,4 @@ def chunk_from_msg(msg: ActionChunk) -> Chunk:
         raise ValueError(f"action chunk {msg.sequence}: {len(msg.dimension_names)} dimension names for {shape[1]} dimensions")
     if not msg.step_period > 0:
         raise ValueError(f"action chunk {msg.sequence}: step_period {msg.step_period} is not positive")
-    return Chunk(
-        stamp_ns=stamp_to_ns(msg.header.stamp), sequence=int(msg.sequence), actions=actions.reshape(shape),
-        normalized=normalized.reshape(shape), dimension_names=tuple(msg.dimension_names),
-        step_period_s=float(msg.step_period), model_id=msg.model_id, task=msg.task,
-        inference_latency_s=float(msg.inference_latency), source=msg.source or POLICY_SOURCE,
-    )
+    return ActionChunk.from_msg(msg)

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from octo_ros.datatypes import ObservationWindow
+from octo_ros.datatypes import ActionChunk, ObservationWindow
 from octo_ros.inference.runtime import (
     NO_TASK,
     LatencyStats,
@@ -35,7 +35,7 @@ from octo_ros.inference.runtime import (
 from octo_ros.inference.tokenizer import resolve_tokenizer
 from octo_ros.model.policy import OctoPolicy, tune_malloc
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
-from octo_ros.ros.messages import Chunk, chunk_to_msg, window_from_msg
+from octo_ros.ros.messages import chunk_to_msg, window_from_msg
 from octo_ros.ros.support import (
     ERROR,
     LATCHED_QOS,
@@ -46,8 +46,9 @@ from octo_ros.ros.support import (
     WarningThrottle,
     run_node,
 )
-from octo_ros_msgs.msg import ActionChunk, PolicyStatus
+from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
+from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 
 
@@ -107,7 +108,7 @@ class PolicyNode(Node):
         self.diagnostics = Diagnostics(self)
 
         tasks_group = MutuallyExclusiveCallbackGroup()
-        self.chunk_publisher = self.create_publisher(ActionChunk, "action_chunk", 10)
+        self.chunk_publisher = self.create_publisher(ActionChunkMsg, "action_chunk", 10)
         self.status_publisher = self.create_publisher(PolicyStatus, "~/status", 10)
         self.create_subscription(ObservationWindowMsg, "observation_window", self._on_window, WINDOW_QOS)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction, callback_group=tasks_group)
@@ -204,7 +205,7 @@ class PolicyNode(Node):
                 continue
             latency = time.perf_counter() - received
             self.latency.add(latency)
-            chunk = Chunk(stamp_ns=window.stamp_ns, sequence=self.sequence, actions=out.unnormalized[0],
+            chunk = ActionChunk(stamp_ns=window.stamp_ns, sequence=self.sequence, actions=out.unnormalized[0],
                           normalized=out.normalized[0], dimension_names=self.dimension_names,
                           step_period_s=self.step_period, model_id=self.policy.model_id,
                           task=task.describe(), inference_latency_s=latency)
