@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from transforms3d.euler import euler2mat
 
-from octo_ros.control.chunking import TELEOP_SOURCE
 from octo_ros.control.kinematics import apply_delta, rotation_exp
 from octo_ros.control.safety import ControlStatus, SafetyConfig
 from octo_ros.control.teleop import (
@@ -16,6 +15,7 @@ from octo_ros.control.teleop import (
     TwistTeleopConfig,
     rotation_delta_rpy,
 )
+from octo_ros.datatypes import TELEOP_SOURCE
 from octo_ros.robots.bimanual.adapter import ACTION_NAMES
 from octo_ros.robots.bimanual.teleop import LeaderTeleop, LeaderTeleopConfig
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS

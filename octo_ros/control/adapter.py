@@ -25,8 +25,6 @@ from collections.abc import Callable
 import numpy as np
 
 from octo_ros.control.chunking import (
-    POLICY_SOURCE,
-    TELEOP_SOURCE,
     ChunkAcceptance,
     ChunkExecutionConfig,
     ChunkExecutor,
@@ -41,6 +39,7 @@ from octo_ros.control.safety import (
     WorkspaceBox,
     clamp_components,
 )
+from octo_ros.datatypes import POLICY_SOURCE, TELEOP_SOURCE
 
 CHUNK_SOURCES = (POLICY_SOURCE, TELEOP_SOURCE)
 

@@ -39,7 +39,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float64
 
-from octo_ros.control.chunking import TELEOP_SOURCE
 from octo_ros.control.teleop import (
     DELTA_ACTION_NAMES,
     PUBLISHES_PER_STEP,
@@ -49,13 +48,14 @@ from octo_ros.control.teleop import (
     TwistTeleop,
     TwistTeleopConfig,
 )
+from octo_ros.datatypes import TELEOP_SOURCE, ActionChunk
 from octo_ros.robots.bimanual.adapter import ACTION_NAMES as BIMANUAL_ACTION_NAMES
 from octo_ros.robots.bimanual.teleop import SIDES, LeaderTeleop, LeaderTeleopConfig
-from octo_ros.ros.messages import Chunk, chunk_to_msg
+from octo_ros.ros.messages import chunk_to_msg
 from octo_ros.ros.nodes._adapter_base import stamp_seconds
 from octo_ros.ros.support import OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle, run_node
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns
-from octo_ros_msgs.msg import ActionChunk
+from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 
 DELTA_ROBOTS = ("widowx", "ur5")
@@ -119,7 +119,7 @@ class TeleopNode(Node):
         self.start_client = self.create_client(StartEpisode, f"{recorder}/start_episode")
         self.stop_client = self.create_client(StopEpisode, f"{recorder}/stop_episode")
         self.create_subscription(Joy, p("joy_topic", "spacenav/joy").value, self._on_joy, 10)
-        self.chunk_pub = self.create_publisher(ActionChunk, "teleop/action_chunk", 10)
+        self.chunk_pub = self.create_publisher(ActionChunkMsg, "teleop/action_chunk", 10)
         self.sequence = 0
         self.last_publish = -math.inf
         self.create_timer(self.step_period_s / PUBLISHES_PER_STEP, self._on_tick)
@@ -206,9 +206,9 @@ class TeleopNode(Node):
         if action is None:
             return
         actions = np.asarray(action, dtype=np.float32)[None, :]
-        chunk = Chunk(stamp_ns=seconds_to_ns(now), sequence=self.sequence, actions=actions,
-                      normalized=np.full_like(actions, math.nan), dimension_names=self.dimension_names,
-                      step_period_s=self.step_period_s, task=self.instruction, source=TELEOP_SOURCE)
+        chunk = ActionChunk(stamp_ns=seconds_to_ns(now), sequence=self.sequence, actions=actions,
+                            normalized=np.full_like(actions, math.nan), dimension_names=self.dimension_names,
+                            step_period_s=self.step_period_s, task=self.instruction, source=TELEOP_SOURCE)
         self.chunk_pub.publish(chunk_to_msg(chunk))
         self.sequence += 1
         self.published += 1
