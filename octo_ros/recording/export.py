@@ -41,7 +41,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -137,14 +137,15 @@ def _six(x: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def octo_statistics(episodes: list[Steps], action_names: list[str]) -> dict:
-    """``dataset_statistics.json`` for one fine-tuning dataset (Octo's flat layout)."""
-    actions = np.concatenate([s.action for s in episodes])
-    stats = {"action": {**_six(actions), "mask": gripper_mask(action_names, actions.shape[1])}}
-    if all(s.state is not None for s in episodes):
-        stats["proprio"] = _six(np.concatenate([s.state for s in episodes]))
-    stats["num_transitions"] = int(len(actions))
-    stats["num_trajectories"] = len(episodes)
+def octo_statistics(actions: list[np.ndarray], states: list[np.ndarray | None], action_names: list[str]) -> dict:
+    """``dataset_statistics.json`` for one fine-tuning dataset (Octo's flat layout) from each
+    episode's actions (T, A) and states (T, D)."""
+    all_actions = np.concatenate(actions)
+    stats = {"action": {**_six(all_actions), "mask": gripper_mask(action_names, all_actions.shape[1])}}
+    if all(x is not None for x in states):
+        stats["proprio"] = _six(np.concatenate(states))
+    stats["num_transitions"] = int(len(all_actions))
+    stats["num_trajectories"] = len(actions)
     return stats
 
 
@@ -245,34 +246,38 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, unit="ep")
 
 
-def _load_all(bags: Iterable[str | Path], fps: float | None, progress: bool) -> tuple[list[Episode], list[Steps]]:
-    """Every episode not labelled ``discard``, resampled; checks they fit in one dataset."""
+def _shape(s: Steps) -> tuple:
+    """What every episode of one dataset must share."""
+    sizes = {k: frames[0].shape[:2] for k, frames in s.images.items()}
+    for k, frames in s.images.items():
+        if any(f.shape[:2] != sizes[k] for f in frames):
+            raise ExportError(f"camera {k} changes resolution within an episode")
+    return s.fps, sizes, s.action.shape[1], None if s.state is None else s.state.shape[1]
+
+
+def episodes(bags: Iterable[str | Path], fps: float | None, progress: bool) -> Iterator[tuple[Episode, Steps]]:
+    """Each episode not labelled ``discard``, resampled, one at a time (only one episode's frames
+    are in memory). ExportError when one does not fit in a dataset with the first (control rate,
+    cameras and their sizes, action and state dimensions) or when all are discarded; the output
+    written so far is then incomplete."""
     bags = list(bags)
-    eps, steps = [], []
-    for bag in _progress(bags, len(bags), "reading bags", progress):
+    first = None
+    for bag in _progress(bags, len(bags), "episodes", progress):
         ep = load_episode(bag)
         if str(ep.metadata.get("outcome", "")) == DISCARD:
             continue
-        eps.append(ep)
-        steps.append(resample(ep, fps))
-    if not eps:
+        s = resample(ep, fps)
+        shape = _shape(s)
+        if first is None:
+            first = shape
+        elif shape != first:
+            what = ("control rate (pass --fps)", "cameras or camera sizes", "action dimension", "state dimension")
+            differs = [w for w, a, b in zip(what, shape, first) if a != b]
+            raise ExportError(f"{ep.bag} differs from the first episode in {', '.join(differs)}: "
+                              f"{shape} vs {first}; the output written so far is incomplete")
+        yield ep, s
+    if first is None:
         raise ExportError(f"no episode to export: all {len(bags)} are labelled {DISCARD!r}")
-    rates = {s.fps for s in steps}
-    if len(rates) != 1:
-        raise ExportError(f"episodes have different control rates {sorted(rates)}: pass --fps")
-    cam_keys = list(steps[0].images)
-    if any(list(s.images) != cam_keys for s in steps):
-        raise ExportError("episodes were recorded with different camera topics")
-    action_dim = steps[0].action.shape[1]
-    state_dim = steps[0].state.shape[1] if steps[0].state is not None else None
-    if any(s.action.shape[1] != action_dim for s in steps) or any(
-            (s.state.shape[1] if s.state is not None else None) != state_dim for s in steps):
-        raise ExportError("episodes differ in action or state dimension")
-    for k in cam_keys:
-        size = steps[0].images[k][0].shape[:2]
-        if any(f.shape[:2] != size for s in steps for f in s.images[k]):
-            raise ExportError(f"camera {k} changes resolution between frames or episodes")
-    return eps, steps
 
 
 def _pandas_index_metadata(index_col: str, columns: list[tuple[str, str, str]]) -> bytes:
@@ -300,27 +305,29 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    eps, steps = _load_all(bags, fps, progress)
-    rate = steps[0].fps
-    cam_keys = list(steps[0].images)
-    action_names = eps[0].chunks.dimension_names
-    action_dim = steps[0].action.shape[1]
-    state_dim = steps[0].state.shape[1] if steps[0].state is not None else None
-
     tasks: dict[str, int] = {}
-    for s in steps:
-        tasks.setdefault(s.instruction, len(tasks))
-
-    # videos: one file per camera, episodes one after the other
-    sizes = {k: steps[0].images[k][0].shape[:2] for k in cam_keys}
-    codecs = {k: pick_codec(codec, sizes[k], out) for k in cam_keys}
-    writers = {k: VideoWriter(out / VIDEO_PATH.format(video_key=f"observation.images.{k}", chunk_index=0, file_index=0),
-                              rate, sizes[k], codecs[k]) for k in cam_keys}
     rows = {n: [] for n in ("timestamp", "frame_index", "episode_index", "index", "task_index", "action", "observation.state",
                             "source", "episode_label")}
     episode_rows = []
+    actions, states = [], []
     index = 0
-    for e, s in enumerate(_progress(steps, len(steps), "writing episodes", progress)):
+    writers: dict[str, VideoWriter] = {}
+    for e, (ep, s) in enumerate(episodes(bags, fps, progress)):
+        if e == 0:  # the dataset's shape is the first episode's
+            rate = s.fps
+            cam_keys = list(s.images)
+            robot = ep.metadata.get("robot") or None
+            action_names, state_names = ep.chunks.dimension_names, ep.state_names
+            action_dim = s.action.shape[1]
+            state_dim = s.state.shape[1] if s.state is not None else None
+            # videos: one file per camera, episodes one after the other
+            sizes = {k: s.images[k][0].shape[:2] for k in cam_keys}
+            codecs = {k: pick_codec(codec, sizes[k], out) for k in cam_keys}
+            writers = {k: VideoWriter(out / VIDEO_PATH.format(video_key=f"observation.images.{k}", chunk_index=0,
+                                                              file_index=0), rate, sizes[k], codecs[k]) for k in cam_keys}
+        tasks.setdefault(s.instruction, len(tasks))
+        actions.append(s.action)
+        states.append(s.state)
         n = len(s.times_ns)
         ep_stats = {"action": _lerobot_stats(s.action)}
         if s.state is not None:
@@ -343,7 +350,7 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
         for name, arr in (("timestamp", ts), ("frame_index", np.arange(n)), ("episode_index", np.full(n, e)),
                           ("index", np.arange(index, index + n)), ("task_index", np.full(n, tasks[s.instruction]))):
             ep_stats[name] = _lerobot_stats(arr.reshape(-1, 1))
-        video_from = sum(len(x.times_ns) for x in steps[:e]) / rate
+        video_from = index / rate  # frames of the episodes before, in the same video
         row = {"episode_index": e, "tasks": [s.instruction], "length": n,
                "data/chunk_index": 0, "data/file_index": 0, "dataset_from_index": index, "dataset_to_index": index + n}
         for k in cam_keys:
@@ -354,9 +361,9 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
         for feat, st in ep_stats.items():
             for stat, v in st.items():
                 row[f"stats/{feat}/{stat}"] = np.asarray(v).tolist()
-        row["octo_ros/bag"] = eps[e].bag.name
-        row["octo_ros/outcome"] = str(eps[e].metadata.get("outcome", ""))
-        row["octo_ros/metadata"] = json.dumps(eps[e].metadata, sort_keys=True)
+        row["octo_ros/bag"] = ep.bag.name
+        row["octo_ros/outcome"] = str(ep.metadata.get("outcome", ""))
+        row["octo_ros/metadata"] = json.dumps(ep.metadata, sort_keys=True)
         episode_rows.append((row, ep_stats))
         index += n
     for w in writers.values():
@@ -397,7 +404,7 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
 
     features = {}
     if state_dim is not None:
-        features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": eps[0].state_names or None}
+        features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": state_names or None}
     features["action"] = {"dtype": "float32", "shape": [action_dim], "names": action_names or None}
     for k in cam_keys:
         h, w = sizes[k]
@@ -414,14 +421,14 @@ def export_lerobot(bags: Iterable[str | Path], out: str | Path, *, fps: float | 
     for name in ("source", "episode_label"):
         features[name] = {"dtype": "string", "shape": [1], "names": None}
     info = {
-        "codebase_version": CODEBASE_VERSION, "robot_type": eps[0].metadata.get("robot") or None,
-        "total_episodes": len(steps), "total_frames": index, "total_tasks": len(tasks),
+        "codebase_version": CODEBASE_VERSION, "robot_type": robot,
+        "total_episodes": len(episode_rows), "total_frames": index, "total_tasks": len(tasks),
         "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
-        "fps": rate, "splits": {"train": f"0:{len(steps)}"},
+        "fps": rate, "splits": {"train": f"0:{len(episode_rows)}"},
         "data_path": DATA_PATH, "video_path": VIDEO_PATH, "features": features,
     }
     (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
-    (out / "dataset_statistics.json").write_text(json.dumps(octo_statistics(steps, action_names), indent=2))
+    (out / "dataset_statistics.json").write_text(json.dumps(octo_statistics(actions, states, action_names), indent=2))
     return info
 
 
@@ -432,13 +439,9 @@ def export_rlds(bags: Iterable[str | Path], out: str | Path, *, name: str | None
                 fps: float | None = None, image_format: str = "jpeg", progress: bool = True) -> dict:
     """Write an RLDS dataset ``out/<name>/<version>/`` (TFDS layout, see rlds.py); returns its
     dataset_info.json content. ``name`` defaults to ``octo_ros_<robot>``."""
-    from octo_ros.recording.rlds import dataset_name, write_rlds
+    from octo_ros.recording.rlds import write_rlds
 
-    eps, steps = _load_all(bags, fps, progress)
-    name = name or dataset_name(str(eps[0].metadata.get("robot", "")))
-    return write_rlds(eps, steps, Path(out), name=name, version=version, image_format=image_format,
-                      action_statistics=octo_statistics(steps, eps[0].chunks.dimension_names),
-                      progress=lambda items: _progress(items, len(items), "writing episodes", progress))
+    return write_rlds(episodes(bags, fps, progress), Path(out), name=name, version=version, image_format=image_format)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -130,38 +131,44 @@ def episode_example(ep, s, image_format: str) -> bytes:
     return encode_example(features)
 
 
-def write_rlds(eps: list, steps: list, out: Path, *, name: str, version: str, image_format: str,
-               action_statistics: dict, progress) -> dict:
-    """Write ``out/<name>/<version>/``; returns dataset_info.json's content."""
-    root = Path(out) / name / version
-    if root.exists() and any(root.iterdir()):
-        from octo_ros.recording.export import ExportError
+def write_rlds(episodes: Iterable, out: Path, *, name: str | None, version: str, image_format: str) -> dict:
+    """Write ``out/<name>/<version>/`` from (reading.Episode, export.Steps) pairs, one episode in
+    memory at a time; ``name`` defaults to ``octo_ros_<robot>`` of the first. Returns
+    dataset_info.json's content."""
+    from octo_ros.recording.export import ExportError, octo_statistics
 
-        raise ExportError(f"{root} exists and is not empty")
-    root.mkdir(parents=True, exist_ok=True)
-    cameras = {cam: frames[0].shape[:2] for cam, frames in steps[0].images.items()}
-    state_dim = steps[0].state.shape[1] if steps[0].state is not None else None
-
-    shards: list[tuple[Path, int, int]] = []  # (temporary path, episodes, bytes)
+    shards: list[list] = []  # [temporary path, episodes, bytes]
     writer = None
-    for ep, s in progress(list(zip(eps, steps))):
+    actions, states = [], []
+    for ep, s in episodes:
+        if writer is None:  # the first episode: the dataset's name and shape
+            robot = str(ep.metadata.get("robot", ""))
+            name = name or dataset_name(robot)
+            root = Path(out) / name / version
+            if root.exists() and any(root.iterdir()):
+                raise ExportError(f"{root} exists and is not empty")
+            root.mkdir(parents=True, exist_ok=True)
+            cameras = {cam: frames[0].shape[:2] for cam, frames in s.images.items()}
+            state_dim = s.state.shape[1] if s.state is not None else None
+            action_dim, action_names = s.action.shape[1], ep.chunks.dimension_names
         if writer is None or writer.bytes_written > SHARD_BYTES:
             if writer is not None:
                 writer.close()
-            path = root / f".shard-{len(shards):05d}.tmp"
-            writer = TFRecordWriter(path)
-            shards.append([path, 0, 0])
+            writer = TFRecordWriter(root / f".shard-{len(shards):05d}.tmp")
+            shards.append([writer, 0, 0])
         writer.write(episode_example(ep, s, image_format))
         shards[-1][1] += 1
         shards[-1][2] = writer.bytes_written
+        actions.append(s.action)
+        states.append(s.state)
     writer.close()
-    for i, (path, _, _) in enumerate(shards):
-        path.replace(root / f"{name}-train.tfrecord-{i:05d}-of-{len(shards):05d}")
+    for i, (w, _, _) in enumerate(shards):
+        w.path.replace(root / f"{name}-train.tfrecord-{i:05d}-of-{len(shards):05d}")
 
     info = {
         "name": name,
         "version": version,
-        "description": f"Episodes recorded with octo_ros ({eps[0].metadata.get('robot', '')}), exported for fine-tuning.",
+        "description": f"Episodes recorded with octo_ros ({robot}), exported for fine-tuning.",
         "fileFormat": "tfrecord",
         "moduleName": "octo_ros.recording.rlds",
         "releaseNotes": {version: "exported by octo-ros export --format rlds"},
@@ -169,7 +176,6 @@ def write_rlds(eps: list, steps: list, out: Path, *, name: str, version: str, im
                     "numBytes": str(sum(b for _, _, b in shards)), "filepathTemplate": FILEPATH_TEMPLATE}],
     }
     (root / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    (root / "features.json").write_text(json.dumps(features_json(cameras, state_dim, steps[0].action.shape[1],
-                                                                 image_format), indent=2))
-    (root / "dataset_statistics.json").write_text(json.dumps(action_statistics, indent=2))
+    (root / "features.json").write_text(json.dumps(features_json(cameras, state_dim, action_dim, image_format), indent=2))
+    (root / "dataset_statistics.json").write_text(json.dumps(octo_statistics(actions, states, action_names), indent=2))
     return info

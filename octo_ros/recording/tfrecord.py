@@ -109,7 +109,8 @@ class TFRecordWriter:
     """Appends records to a file (``with`` closes it)."""
 
     def __init__(self, path: Union[str, Path]):
-        self._file: BinaryIO = open(path, "wb")
+        self.path = Path(path)
+        self._file: BinaryIO = open(self.path, "wb")
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
