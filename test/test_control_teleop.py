@@ -127,6 +127,10 @@ def test_adapter_executes_one_source_and_holds_on_a_switch():
     assert out.status is ControlStatus.HOLD and "no chunk received yet" in out.reason  # the policy's chunks are gone
     assert not adapter.add_chunk(np.tile(step, (4, 1)), 0.2, 0.2).accepted  # policy refused now
     assert adapter.add_chunk(step[None], 0.25, 0.25, TELEOP_SOURCE).accepted
+    adapter.update_joint_state(adapter._commanded_q, 0.3, now=0.3)
+    out = adapter.step(0.3)
+    assert out.status is ControlStatus.HOLD and "switched to teleop: holding first" in out.reason
+    assert adapter.add_chunk(step[None], 0.35, 0.35, TELEOP_SOURCE).accepted
     adapter.update_joint_state(adapter._commanded_q, 0.4, now=0.4)
     assert adapter.step(0.4).status is ControlStatus.MOVE
     with pytest.raises(ValueError, match="unknown chunk source"):

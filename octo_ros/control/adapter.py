@@ -59,6 +59,7 @@ class AdapterBase:
         self.last_state_error = ""  # why the last measured state was refused ('' when it was not)
         self.tracking_fault = ""  # this tick's tracking-error hold reason ('' when none)
         self.source = POLICY_SOURCE  # whose chunks are executed
+        self._source_switch = ""  # the source switched to, until the hold that follows a switch
 
     # inputs --------------------------------------------------------------------------
     def add_chunk(self, actions, stamp: float, now: float, source: str = POLICY_SOURCE,
@@ -122,9 +123,10 @@ class AdapterBase:
         self.supervisor.dry_run = dry_run
 
     def set_source(self, source: str) -> None:
-        """Execute chunks from ``source`` only. A switch drops the other source's chunks and holds
-        (the chunk watchdog restarts: "no chunk received yet") until the new source's first chunk;
-        the tick that moves again re-anchors on the measured state. ValueError for an unknown source."""
+        """Execute chunks from ``source`` only. A switch drops the other source's chunks and holds: the
+        chunk watchdog restarts ("no chunk received yet" until the new source's first chunk), and the
+        first tick allowed to move re-anchors on the measured state and holds there ("holding first");
+        the new source moves the robot from the tick after. ValueError for an unknown source."""
         if source not in CHUNK_SOURCES:
             raise ValueError(f"unknown chunk source {source!r} (choose one of {', '.join(CHUNK_SOURCES)})")
         if source == self.source:
@@ -134,6 +136,7 @@ class AdapterBase:
         self._segment = None
         self.supervisor.watchdog.clear("chunk")
         self._reanchor_pending = True
+        self._source_switch = source
 
     def estop(self, reason: str) -> None:
         self.supervisor.trigger_estop(reason)
@@ -157,6 +160,9 @@ class AdapterBase:
             return gate, ControlOutput(ControlStatus.HOLD, gate.reason or self.NO_STATE_REASON, np.zeros(0), False)
         if not gate.may_move:
             return gate, self._hold(gate.status, gate.reason)
+        if self._source_switch:  # one tick at the re-anchored state before the new source moves the robot
+            reason, self._source_switch = f"chunk source switched to {self._source_switch}: holding first", ""
+            return gate, self._hold(ControlStatus.HOLD, reason)
         if not self.supervisor.dry_run:  # a preview is not tracked: the robot does not follow it
             self.tracking_fault = self._tracking_error()
             if self.tracking_fault:
