@@ -39,6 +39,25 @@ def test_description_of_each_robot(robot, sim):
     assert min(specs, key=lambda s: s.stop_order).name == ADAPTERS[robot]
 
 
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_teleop_argument_adds_the_teleop_node_and_selects_its_chunks(robot):
+    specs = {s.name: s for s in describe(robot, sim=True, arguments={"teleop": "true", "record": "true"})}
+    adapter = ADAPTERS[robot]
+    # demonstrations need no model: without a checkpoint there is no policy (nor its buffer)
+    assert list(specs) == [adapter, "teleop", SIMULATORS[robot], "recorder"]
+    assert specs[adapter].parameters["source"] == "teleop"
+    teleop = specs["teleop"].parameters
+    assert teleop["robot"] == robot and teleop["step_period"] == specs[adapter].parameters["step_period"]
+    policy = describe(robot, arguments={"checkpoint": "/models/octo"})[1].parameters
+    assert teleop["action_dimension_names"] == policy["action_dimension_names"]
+    assert "teleop/action_chunk" in specs["recorder"].parameters["topics"]
+    assert "teleop" in _console_scripts()
+    with_model = [s.name for s in describe(robot, arguments={"teleop": "true", "checkpoint": "/models/octo",
+                                                             "teleop.linear_scale": "0.2"})]
+    assert with_model == ["observation_buffer", "policy", adapter, "teleop"]  # switch with the adapter's source
+    assert "teleop" not in [s.name for s in describe(robot)]
+
+
 def test_launch_arguments_and_overrides():
     default = describe("widowx")
     assert next(s for s in default if s.name == "widowx_adapter").parameters["dry_run"] is True, "dry-run by default"

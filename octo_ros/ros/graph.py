@@ -32,6 +32,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
                   "checkpoint folder's, else the local Hugging Face cache's t5-base"),
     "dry_run": ("true", "compute commands without sending them to the robot"),
     "record": ("false", "start the rollout recorder"),
+    "teleop": ("false", "start the teleop node and let the adapter execute its chunks (source teleop); the policy "
+               "and its observation buffer then start only when a checkpoint is given"),
     "namespace": ("", "namespace for every node of the graph"),
 }
 # Launch arguments only one robot has.
@@ -201,7 +203,20 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     recorder["proprio_layout"] = json.dumps(
         ProprioLayout.from_parameters(params.get("observation_buffer", {})).to_dict(), sort_keys=True)
 
-    names = ["observation_buffer", "policy", adapter]
+    teleop = _parse_bool("teleop", args["teleop"])
+    with_policy = not teleop or bool(params.get("policy", {}).get("checkpoint"))  # demonstrations need no model
+    if teleop:
+        params.setdefault(adapter, {}).setdefault("source", "teleop")
+        teleop_params = params.setdefault("teleop", {})
+        teleop_params.setdefault("robot", robot)
+        # the adapter's step and the policy's action names, so both sources' chunks look alike
+        for param, (node, source) in {"step_period": (adapter, "step_period"),
+                                      "action_dimension_names": ("policy", "action_dimension_names")}.items():
+            if source in params.get(node, {}):
+                teleop_params.setdefault(param, params[node][source])
+    names = (["observation_buffer", "policy"] if with_policy else []) + [adapter]
+    if teleop:
+        names.append("teleop")
     if sim:
         names.append(SIMULATORS[robot])
     if _parse_bool("record", args["record"]):
