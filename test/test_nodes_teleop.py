@@ -11,6 +11,7 @@ from interbotix_xs_msgs.msg import JointSingleCommand
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import JointState, Joy
+from support.configs import adapter_parameters, node_parameters
 from test_nodes_adapters import ALOHA_START, SIM_GRIPPER, AdapterProbe, ChunkStream, Collect, _positions
 
 from octo_ros.control.kinematics import forward_kinematics, rotation_log, solve_ik
@@ -66,9 +67,10 @@ def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros)
     ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
         "initial_pose": [float(v) for v in start_q], "image_width": 64, "image_height": 48,
         "render_rate": 1.0, "update_rate": 50.0})
-    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={"dry_run": False})
-    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={"robot": "widowx", "linear_scale": 0.1,
-                                                                    "angular_scale": 0.5})
+    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={
+        **adapter_parameters("widowx"), "dry_run": False})
+    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={
+        **node_parameters("widowx", "teleop"), "linear_scale": 0.1, "angular_scale": 0.5})
     node = ros.node("teleop_probe")
     probe = AdapterProbe(ros, node, "widowx_adapter")
     js = Collect(node, JointState, "/wx250s/joint_states")
@@ -137,8 +139,8 @@ def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros)
 
 def test_ur5_teleop_moves_the_tcp_along_the_twist(ros):
     ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params={
-        "backend": "fake", "dry_run": False, "source": "teleop"})
-    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={"robot": "ur5", "linear_scale": 0.1})
+        **adapter_parameters("ur5"), "dry_run": False, "source": "teleop"})
+    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={**node_parameters("ur5", "teleop"), "linear_scale": 0.1})
     node = ros.node("teleop_ur5_probe")
     tcp = Collect(node, PoseStamped, "/tcp_pose")
     operator = TwistSource(node)
@@ -163,10 +165,10 @@ def test_bimanual_followers_follow_the_leaders_within_a_control_period(ros):
     ros.spawn_module("aloha_sim", "octo_ros.ros.nodes.aloha_sim", params={
         "image_width": 64, "image_height": 48, "render_rate": 1.0})
     ros.spawn_module("bimanual_adapter", "octo_ros.ros.nodes.bimanual_adapter", params={
-        "dry_run": False, "source": "teleop",
+        **adapter_parameters("bimanual"), "dry_run": False, "source": "teleop",
         "left_gripper_open": SIM_GRIPPER[0], "left_gripper_close": SIM_GRIPPER[1],
         "right_gripper_open": SIM_GRIPPER[0], "right_gripper_close": SIM_GRIPPER[1]})
-    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={"robot": "bimanual"})
+    ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params=node_parameters("bimanual", "teleop"))
     node = ros.node("teleop_leader_probe")
     probe = AdapterProbe(ros, node, "bimanual_adapter")
     chunks = Collect(node, ActionChunk, "/teleop/action_chunk")
