@@ -161,11 +161,16 @@ def _wx_xyz(q) -> np.ndarray:
     return forward_kinematics(WX, np.asarray(q, float))[:3, 3]
 
 
-def test_widowx_adapter_drives_the_simulated_widowx(ros):
+def spawn_widowx_sim_at_start(ros):
+    """The simulated WidowX at Bridge's start pose (inside the workspace box), camera barely rendered."""
     start_q = solve_ik(WX, pose_from_bridge_state(BRIDGE_START_STATE)).q
-    ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
+    return ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
         "initial_pose": [float(v) for v in start_q], "image_width": 64, "image_height": 48,
         "render_rate": 1.0, "update_rate": 50.0})
+
+
+def test_widowx_adapter_drives_the_simulated_widowx(ros):
+    spawn_widowx_sim_at_start(ros)
     adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={
         **adapter_parameters("widowx"), "control_period": 0.1})
     node = ros.node("widowx_adapter_probe")

@@ -12,13 +12,20 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import JointState, Joy
 from support.configs import adapter_parameters, node_parameters
-from test_nodes_adapters import ALOHA_START, SIM_GRIPPER, AdapterProbe, ChunkStream, Collect, _positions
+from test_nodes_adapters import (
+    ALOHA_START,
+    SIM_GRIPPER,
+    AdapterProbe,
+    ChunkStream,
+    Collect,
+    _positions,
+    spawn_widowx_sim_at_start,
+)
 
-from octo_ros.control.kinematics import forward_kinematics, rotation_log, solve_ik
+from octo_ros.control.kinematics import forward_kinematics, rotation_log
 from octo_ros.recording.bag import read_episode_metadata
 from octo_ros.recording.reading import load_episode
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
-from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, pose_from_bridge_state
 from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.timebase import stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
@@ -63,10 +70,7 @@ def _pose(js) -> np.ndarray:
 
 
 def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros):
-    start_q = solve_ik(WX, pose_from_bridge_state(BRIDGE_START_STATE)).q
-    ros.spawn_module("widowx_sim", "octo_ros.ros.nodes.widowx_sim", params={
-        "initial_pose": [float(v) for v in start_q], "image_width": 64, "image_height": 48,
-        "render_rate": 1.0, "update_rate": 50.0})
+    spawn_widowx_sim_at_start(ros)
     adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params={
         **adapter_parameters("widowx"), "dry_run": False})
     ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={
