@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octo_ros.model import OctoPolicy, tune_malloc  # noqa: E402
+from octo_ros.model.hardware import describe_bf16  # noqa: E402
 from octo_ros.model.testing import make_config, random_statistics  # noqa: E402
 from octo_ros.model.config import T5Config, parse_config  # noqa: E402
 from octo_ros.model.octo import OctoModule, shapes_from_images  # noqa: E402
@@ -46,7 +47,10 @@ def build_policy(size: str, cameras, dtype: str, device: str) -> OctoPolicy:
     module = OctoModule(cfg, counts, channels)
     spec = {f"observation/image_{c}": [[1, 2, s, s, 3], "uint8"] for c, s in image_sizes.items()}
     spec.update({f"task/image_{c}": [[1, s, s, 3], "uint8"] for c, s in image_sizes.items()})
-    return OctoPolicy(module, random_statistics(), spec, device=device, dtype=dtype, model_id=f"random-{size}")
+    policy = OctoPolicy(module, random_statistics(), spec, device=device, dtype=dtype, model_id=f"random-{size}")
+    if policy.describe()["dtype"] != dtype:
+        print(f"# octo-{size} {dtype} runs as {policy.describe()['dtype']} here (no native bf16)")
+    return policy
 
 
 def inputs(policy, cameras, window: int, batch: int):
@@ -138,6 +142,7 @@ def main(argv=None) -> int:
     load = lambda: "/".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"threads {torch.get_num_threads()}, device {args.device}, cpu count {os.cpu_count()}, load {load()}")
+    print(f"# bf16: {describe_bf16(args.device)}")
     configs = list(itertools.product(args.sizes, args.cameras, args.dtypes))
     if args.against is not None:
         other = load_other_model(args.against.resolve())

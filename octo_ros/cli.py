@@ -24,7 +24,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     result = run_case(policy, read_case(args.inputs), dataset_key=args.dataset_key, seed=args.seed)
     t2 = time.perf_counter()
     np.savez(args.output, **result)
-    print(json.dumps({"model": policy.model_id, "output": args.output, "load_s": round(t1 - t0, 3),
+    print(json.dumps({"model": policy.model_id, "dtype": policy.describe()["dtype"], "output": args.output,
+                      "load_s": round(t1 - t0, 3),
                       "infer_s": round(t2 - t1, 3), "keys": sorted(result)}))
     return 0
 
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", help="case .npz with input/... keys and optional ddpm/initial_noise, ddpm/step_noise")
     p.add_argument("output", help="output .npz (head/readout_embedding, actions/normalized, actions/unnormalized)")
     p.add_argument("--dataset-key", default=None, help="dataset statistics key for un-normalisation")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16 runs as float32 (with a warning) where the device has no native bf16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--step", type=int, default=None)

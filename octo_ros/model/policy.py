@@ -27,6 +27,7 @@ import torch
 
 from .checkpoint import CheckpointError, read_official_checkpoint
 from .config import OctoConfig, parse_config
+from .hardware import choose_dtype
 from .heads import DiffusionActionHead
 from .native import example_batch_spec, is_native, load_native, save_native
 from .normalization import NormalizationType, dataset_keys, select_statistics, unnormalize_actions
@@ -36,9 +37,6 @@ from .tokenizers import TokenGroup
 from .weights import flax_to_state_dict
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
 
 @dataclass
 class SampledActions:
@@ -79,15 +77,6 @@ def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20)
         ok = False
     _MALLOC_TUNED = ok
     return ok
-
-
-def _to_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ValueError(f"unsupported dtype {dtype!r}; use float32 or bfloat16") from None
 
 
 def load_module(path: Union[str, Path], step: Optional[int] = None, strict: bool = True, progress: bool = False):
@@ -142,8 +131,10 @@ class OctoPolicy:
         model_id: Optional[str] = None,
         cache_size: int = 64,
     ):
+        """``dtype`` float32 or bfloat16; bfloat16 runs as float32 on a device without native bf16
+        (see :mod:`.hardware`), :attr:`dtype` is what runs."""
         self.device = torch.device(device)
-        self.dtype = _to_dtype(dtype)
+        self.dtype = choose_dtype(dtype, self.device)
         self.module = module.eval()  # eval: the image stems keep their standardised kernels
         self.cfg: OctoConfig = module.cfg
         self.dataset_statistics = dict(dataset_statistics or {})

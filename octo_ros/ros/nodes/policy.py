@@ -88,7 +88,8 @@ class PolicyNode(Node):
         self.dimension_names = tuple(names)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.get_logger().info(
-            f"loaded {self.policy.model_id} in {time.perf_counter() - started:.1f} s on {device} ({dtype}); "
+            f"loaded {self.policy.model_id} in {time.perf_counter() - started:.1f} s on {device} "
+            f"({self.policy.describe()['dtype']}, asked {dtype}); "
             f"horizon {self.policy.action_horizon} x {self.action_dim} ({', '.join(names)}), "
             f"statistics '{self.dataset_key or self.policy.dataset_keys[0]}'"
             + (f"; tokenizer {tokenizer.path} ({tokenizer.source})" if tokenizer.path else ""))
