@@ -3,16 +3,21 @@
     .venv/bin/python bench/inference.py                 # full table
     .venv/bin/python bench/inference.py --sizes small --dtypes bfloat16 --batches 1 --reps 20
     .venv/bin/python bench/inference.py --against /tmp/old-tree ...   # before/after in one process
+    .venv/bin/python bench/inference.py --cuts ...                    # FLOPs the model need not spend
 
 Median wall time of one call (transformer once + 20 DDPM steps + un-normalisation), after warm-up.
 ``--against DIR`` loads the ``octo_ros/model`` package of another checkout (e.g. ``git worktree add
 /tmp/old-tree <commit>``) under another name, gives it the same weights, and alternates calls to
 both call by call, so that foreign load on a shared box hits both alike.
+``--cuts`` counts FLOPs (``torch.utils.flop_counter``) and times, interleaved, consecutive calls on a
+stream of frames (window t+1 = window t shifted by one frame) with: the last block on every row and
+no stem reuse; the last block on the readout rows only; and that plus the stem outputs reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib
 import itertools
@@ -31,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octo_ros.model import OctoPolicy, tune_malloc  # noqa: E402
 from octo_ros.model.hardware import describe_bf16  # noqa: E402
+from octo_ros.model.tokenizers import StemCache  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from octo_ros.model.testing import make_config, random_statistics  # noqa: E402
 from octo_ros.model.config import T5Config, parse_config  # noqa: E402
 from octo_ros.model.octo import OctoModule, shapes_from_images  # noqa: E402
@@ -55,8 +62,8 @@ def build_policy(size: str, cameras, dtype: str, device: str) -> OctoPolicy:
 
 def inputs(policy, cameras, window: int, batch: int):
     rng = np.random.default_rng(0)
-    sizes = {"primary": 256, "wrist": 128}
-    obs = {f"image_{c}": rng.integers(0, 256, (batch, window, sizes[c], sizes[c], 3), dtype=np.uint8) for c in cameras}
+    shapes = policy.observation_keys
+    obs = {f"image_{c}": rng.integers(0, 256, (batch, window, *shapes[f"image_{c}"]), dtype=np.uint8) for c in cameras}
     obs["timestep_pad_mask"] = np.ones((batch, window), bool)
     ids = np.zeros((batch, 16), np.int64)
     ids[:, :5] = [7, 8, 9, 10, 1]
@@ -73,6 +80,50 @@ def bench_one(policy: OctoPolicy, cameras, window: int, batch: int, reps: int, w
         policy.sample_actions(obs, tasks, seed=i)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
+
+
+def sample_all_rows(policy: OctoPolicy, observations, tasks, seed: int):
+    """``sample_actions`` without the readouts-only cut: the last block computes every row."""
+    groups = policy.run_transformer(observations, tasks)
+    head = policy.action_head
+    embedding = head.embed(groups[policy.cfg.action_head.readout_key])
+    with torch.inference_mode():
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((head.cfg.diffusion_steps + 1, embedding.shape[0], head.flat_dim), generator=generator)
+        return head.predict(embedding[:, -1], noise[0].to(policy.device), list(noise[1:].to(policy.device)))
+
+
+def bench_cuts(size, cameras, dtype, device, window, batch, reps, warmup):
+    """{variant: (GFLOP per call, median ms, min ms)} for the three variants (see the module note)."""
+    policy = build_policy(size, cameras, dtype, device)
+    policy.stem_cache = None
+    reusing = copy.copy(policy)  # same module, its own stem cache
+    reusing.stem_cache = StemCache()
+    rng = np.random.default_rng(0)
+    shapes = policy.observation_keys
+    n = 2 + warmup + reps + window - 1
+    stream = {f"image_{c}": rng.integers(0, 256, (batch, n, *shapes[f"image_{c}"]), dtype=np.uint8) for c in cameras}
+    windows = [{k: v[:, i:i + window] for k, v in stream.items()} for i in range(n - window + 1)]
+    _, tasks = inputs(policy, cameras, window, batch)
+    variants = {
+        "last block: all rows; stems: every frame": lambda i: sample_all_rows(policy, windows[i], tasks, i),
+        "last block: readout rows; stems: every frame": lambda i: policy.sample_actions(windows[i], tasks, seed=i),
+        "last block: readout rows; stems: new frames only": lambda i: reusing.sample_actions(windows[i], tasks, seed=i),
+    }
+    flops, times = {}, {name: [] for name in variants}
+    for name, call in variants.items():
+        call(0)  # the stem cache's first window
+        with FlopCounterMode(display=False) as counter:
+            call(1)
+        flops[name] = counter.get_total_flops() / 1e9
+    for i in range(2, n - window + 1):
+        order = list(variants) if i % 2 else list(variants)[::-1]
+        for name in order:
+            t0 = time.perf_counter()
+            variants[name](i)
+            if i >= 2 + warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: (flops[name], statistics.median(t) * 1000, min(t) * 1000) for name, t in times.items()}
 
 
 def load_other_model(tree: Path):
@@ -131,6 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat the timed reps this many times, interleaving the configurations (shared boxes)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cuts", action="store_true", help="FLOPs and latency with and without the FLOP cuts")
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout (e.g. a worktree of an older commit): before/after in this process")
     args = p.parse_args(argv)
@@ -144,6 +196,17 @@ def main(argv=None) -> int:
           f"threads {torch.get_num_threads()}, device {args.device}, cpu count {os.cpu_count()}, load {load()}")
     print(f"# bf16: {describe_bf16(args.device)}")
     configs = list(itertools.product(args.sizes, args.cameras, args.dtypes))
+    if args.cuts:
+        print(f"# {args.reps} calls per variant, interleaved, on a stream of frames")
+        print("| model | cameras | window | dtype | batch | variant | GFLOP per call | median / min ms |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (size, ncam, dtype), window, batch in itertools.product(configs, args.windows, args.batches):
+            r = bench_cuts(size, ("primary", "wrist")[:ncam], dtype, args.device, window, batch, args.reps, args.warmup)
+            for name, (gflop, median, best) in r.items():
+                print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {name} | {gflop:.2f} | {median:.1f} / {best:.1f} |",
+                      flush=True)
+        print(f"# load at the end {load()}")
+        return 0
     if args.against is not None:
         other = load_other_model(args.against.resolve())
         print(f"# this: {Path(__file__).resolve().parents[1]}, other: {args.against}; calls alternate, "

@@ -131,3 +131,22 @@ def test_native_conversion_matches_golden(tmp_path):
     out = run_case(native, c)
     assert np.abs(out["actions/unnormalized"] - c["actions/unnormalized"]).max() <= ACTION_TOL
     assert np.abs(out["head/readout_embedding"] - c["head/readout_embedding"]).max() <= READOUT_TOL
+
+
+@pytest.mark.parametrize("variant,case", _cases())
+def test_fp32_parity_with_stem_outputs_reused(variant, case):
+    """The same window again: every frame's stem output comes from the policy's stem cache."""
+    pol = OctoPolicy.load(GOLDEN / variant / "checkpoint")
+    c = read_case(GOLDEN / variant / f"{case}.npz")
+    run_case(pol, c)
+    encoded = []
+    hooks = [tok.stem.register_forward_hook(lambda m, args, out: encoded.append(out.shape[0]))
+             for tok in pol.module.transformer.obs_tokenizers.values() if hasattr(tok, "stem")]
+    out = run_case(pol, c)
+    for h in hooks:
+        h.remove()
+    assert encoded == []
+    assert np.abs(out["head/readout_embedding"] - c["head/readout_embedding"]).max() <= READOUT_TOL
+    tol = RANDINIT_ACTION_TOL if variant == "tiny_randinit" else ACTION_TOL
+    for key in ("actions/normalized", "actions/unnormalized"):
+        assert np.abs(out[key] - c[key]).max() <= tol, key

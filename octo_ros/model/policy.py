@@ -33,7 +33,7 @@ from .native import example_batch_spec, is_native, load_native, save_native
 from .normalization import NormalizationType, dataset_keys, select_statistics, unnormalize_actions
 from .octo import OctoModule, shapes_from_params
 from .text import EOS_ID, T5TextTokenizer
-from .tokenizers import TokenGroup
+from .tokenizers import StemCache, TokenGroup
 from .weights import flax_to_state_dict
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ class OctoPolicy:
         self.model_id = model_id or "octo"
         self._lang_cache: "OrderedDict[bytes, torch.Tensor]" = OrderedDict()
         self._cache_size = cache_size
+        # consecutive windows share frames: each is encoded by the image stems once (None: every call)
+        self.stem_cache: Optional[StemCache] = StemCache()
         self.module.to(self.device)
         if self.dtype != torch.float32:
             # the transformer (stems included) runs in low precision; T5 and heads stay float32
@@ -374,7 +376,7 @@ class OctoPolicy:
         else:
             first = next(v for k, v in obs.items() if isinstance(v, torch.Tensor))
             tpm = torch.ones(first.shape[:2], dtype=torch.bool, device=self.device)
-        out = self.module.transformer(obs, tsk, tpm, readouts_only=readouts_only)
+        out = self.module.transformer(obs, tsk, tpm, readouts_only=readouts_only, stem_cache=self.stem_cache)
         return {k: TokenGroup(v.tokens.float(), v.mask) for k, v in out.items()}
 
     def _noise(self, noise: Optional[Mapping], generator, seed, batch: int, window: int):

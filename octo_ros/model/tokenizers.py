@@ -97,13 +97,48 @@ class SmallStem(nn.Module):
         return self.embedding(x)
 
 
+class StemCache:
+    """Stem outputs of the previous call, so that a frame that moved from window position w + 1 to
+    w between consecutive calls (or stayed at w) is not encoded again.
+
+    The stem sees one frame at a time (no position dependence), so its output is a function of its
+    input alone: the frame with the goal image fused into it.  Inputs are compared exactly with a
+    copy kept from the previous call (a caller reusing its buffers cannot fool it).  Belongs to one
+    model in inference (its weights and dtype fixed) and one caller at a time: the policy owns it.
+    """
+
+    def __init__(self):
+        self._previous: dict = {}  # tokenizer name -> (stem inputs (B, W, H, W, C), features (B, W, F, h, w))
+
+    def __call__(self, name: str, stem: "SmallStem", frames: torch.Tensor) -> torch.Tensor:
+        """uint8 stem inputs (B, W, H, W, C) -> features (B, W, F, h, w)."""
+        b, w = frames.shape[:2]
+        hits = {}
+        previous = self._previous.get(name)
+        if previous is not None and previous[0].shape == frames.shape:
+            seen, seen_features = previous
+            for i in range(b):
+                for t in range(w):
+                    for s in (t + 1, t):  # moved one position towards the past, or stayed
+                        if s < w and torch.equal(frames[i, t], seen[i, s]):
+                            hits[(i, t)] = seen_features[i, s]
+                            break
+        todo = [(i, t) for i in range(b) for t in range(w) if (i, t) not in hits]
+        if todo:
+            fresh = stem(torch.stack([frames[i, t] for i, t in todo]).permute(0, 3, 1, 2))
+            hits.update(zip(todo, fresh))
+        features = torch.stack([torch.stack([hits[(i, t)] for t in range(w)]) for i in range(b)])
+        self._previous[name] = (frames.clone(), features)
+        return features
+
+
 class ImageTokenizer(nn.Module):
     def __init__(self, cfg: ImageTokenizerConfig, in_channels: int):
         super().__init__()
         self.cfg = cfg
         self.stem = SmallStem(cfg.stem, in_channels)
 
-    def forward(self, observations: Mapping, tasks: Mapping) -> Optional[TokenGroup]:
+    def forward(self, observations: Mapping, tasks: Mapping, stem_cache: Optional[StemCache] = None) -> Optional[TokenGroup]:
         obs_keys = regex_filter(self.cfg.obs_stack_keys, sorted(k for k in observations if _is_array(observations[k])))
         if not obs_keys:
             return None
@@ -119,7 +154,10 @@ class ImageTokenizer(nn.Module):
             goal = torch.cat([tasks[k] for k in task_keys], dim=-1)
             x = torch.cat([x, goal[:, None].expand(-1, x.shape[1], -1, -1, -1).to(x.dtype)], dim=-1)
         b, w, h, wi, c = x.shape
-        feats = self.stem(x.reshape(b * w, h, wi, c).permute(0, 3, 1, 2))
+        if stem_cache is None:
+            feats = self.stem(x.reshape(b * w, h, wi, c).permute(0, 3, 1, 2))
+        else:
+            feats = stem_cache(self.cfg.name, self.stem, x).flatten(0, 1)
         tokens = feats.permute(0, 2, 3, 1).reshape(b, w, -1, feats.shape[1])  # NHWC flatten
         if self.cfg.proper_pad_mask:
             mask = proper_pad_mask(tokens.shape[:-1], observations.get("pad_mask_dict"), obs_keys, tokens.device)

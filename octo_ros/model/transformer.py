@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ImageTokenizerConfig, OctoConfig
-from .tokenizers import ImageTokenizer, LanguageTokenizer, LowdimObsTokenizer, TokenGroup
+from .tokenizers import ImageTokenizer, LanguageTokenizer, LowdimObsTokenizer, StemCache, TokenGroup
 
 PREFIX_TIMESTEP = -1
 
@@ -271,10 +271,11 @@ class OctoTransformer(nn.Module):
         timestep_pad_mask: torch.Tensor,
         readouts: Optional[Sequence[str]] = None,
         readouts_only: bool = False,
+        stem_cache: Optional[StemCache] = None,
     ) -> Dict[str, TokenGroup]:
         """Token groups after the transformer (all of them, or with ``readouts_only`` just the
         readout groups: the last block then computes only the readout rows, which nothing else
-        reads)."""
+        reads).  ``stem_cache`` reuses the image-stem outputs of frames seen in the previous call."""
         cfg = self.cfg
         readouts = list(cfg.readouts) if readouts is None else list(readouts)
         first = next(v for v in observations.values() if isinstance(v, torch.Tensor))
@@ -284,7 +285,7 @@ class OctoTransformer(nn.Module):
 
         # token groups: (spec, tokens, mask); prefix (B, n, D), per timestep (B, W, n, D)
         prefix = self._task_groups(observations, tasks)
-        observed = self._observation_groups(observations, tasks, timestep_pad_mask, horizon)
+        observed = self._observation_groups(observations, tasks, timestep_pad_mask, horizon, stem_cache)
         if not observed:
             raise ValueError("no observation tokenizer found its inputs; check the observation keys")
         if cfg.repeat_task_tokens:
@@ -344,10 +345,11 @@ class OctoTransformer(nn.Module):
                 groups.append((GroupSpec(group, tokens.shape[1], TASK_RULES), tokens, out.mask))
         return groups
 
-    def _observation_groups(self, observations: Mapping, tasks: Mapping, timestep_pad_mask: torch.Tensor, horizon: int):
+    def _observation_groups(self, observations: Mapping, tasks: Mapping, timestep_pad_mask: torch.Tensor, horizon: int,
+                            stem_cache: Optional[StemCache]):
         groups = []
         for name, tok in self.obs_tokenizers.items():
-            out = tok(observations, tasks)
+            out = tok(observations, tasks, stem_cache) if isinstance(tok, ImageTokenizer) else tok(observations, tasks)
             if out is not None:
                 group = f"obs_{name}"
                 tokens = self.projections[group](out.tokens.to(self.dtype)) + self.pos_embeddings[group][:, :horizon]
