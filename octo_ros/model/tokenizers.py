@@ -158,7 +158,8 @@ class ImageTokenizer(nn.Module):
             feats = self.stem(x.reshape(b * w, h, wi, c).permute(0, 3, 1, 2))
         else:
             feats = stem_cache(self.cfg.name, self.stem, x).flatten(0, 1)
-        tokens = feats.permute(0, 2, 3, 1).reshape(b, w, -1, feats.shape[1])  # NHWC flatten
+        # NHWC flatten; contiguous whatever the features' layout, so the projection rounds alike either way
+        tokens = feats.permute(0, 2, 3, 1).reshape(b, w, -1, feats.shape[1]).contiguous()
         if self.cfg.proper_pad_mask:
             mask = proper_pad_mask(tokens.shape[:-1], observations.get("pad_mask_dict"), obs_keys, tokens.device)
         else:
