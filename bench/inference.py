@@ -36,25 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octo_ros.model import OctoPolicy, tune_malloc  # noqa: E402
 from octo_ros.model.hardware import describe_bf16  # noqa: E402
+from octo_ros.model.testing import make_random_policy  # noqa: E402
 from octo_ros.model.tokenizers import StemCache  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-from octo_ros.model.testing import make_config, random_statistics  # noqa: E402
-from octo_ros.model.config import T5Config, parse_config  # noqa: E402
-from octo_ros.model.octo import OctoModule, shapes_from_images  # noqa: E402
 
 
 def build_policy(size: str, cameras, dtype: str, device: str) -> OctoPolicy:
-    config = make_config(size, cameras=cameras)
-    image_sizes = config.pop("image_sizes")
-    cfg = parse_config(config)
-    # T5 runs once per instruction (cached) and is outside the timed call: keep it one layer deep
-    cfg.task_tokenizers[0].t5 = T5Config(vocab_size=64, num_layers=1)
-    counts, channels = shapes_from_images(cfg, {c: (s, s, 3) for c, s in image_sizes.items()}, {})
-    torch.manual_seed(0)
-    module = OctoModule(cfg, counts, channels)
-    spec = {f"observation/image_{c}": [[1, 2, s, s, 3], "uint8"] for c, s in image_sizes.items()}
-    spec.update({f"task/image_{c}": [[1, s, s, 3], "uint8"] for c, s in image_sizes.items()})
-    policy = OctoPolicy(module, random_statistics(), spec, device=device, dtype=dtype, model_id=f"random-{size}")
+    policy = make_random_policy(size, cameras, dtype, device)
     if policy.describe()["dtype"] != dtype:
         print(f"# octo-{size} {dtype} runs as {policy.describe()['dtype']} here (no native bf16)")
     return policy

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -145,6 +145,9 @@ class OctoPolicy:
         self._cache_size = cache_size
         # consecutive windows share frames: each is encoded by the image stems once (None: every call)
         self.stem_cache: Optional[StemCache] = StemCache()
+        # the diffusion head's reverse process: (embedding, initial noise, step noise list,
+        # embodiment_action_dim) -> actions; None: the head's eager loop (bench/gpu.py replays a CUDA graph)
+        self.reverse_diffusion: Optional[Callable] = None
         self.module.to(self.device)
         if self.dtype != torch.float32:
             # the transformer (stems included) runs in low precision; T5 and heads stay float32
@@ -350,7 +353,10 @@ class OctoPolicy:
         a = np.asarray(x)
         if a.dtype == np.float64:
             a = a.astype(np.float32)
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if self.device.type == "cuda":  # page-locked staging: an asynchronous DMA instead of a bounce copy
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _check_observations(self, observations: Mapping) -> None:
         expected = self.observation_keys
@@ -439,7 +445,7 @@ class OctoPolicy:
         if isinstance(head, DiffusionActionHead):
             init, steps = self._noise(noise, generator, seed, batch, window)
             emb_dim = len(stats["mean"] if "mean" in stats else stats["p01"]) if stats is not None else None
-            actions = head.predict(embedding[:, -1], init, steps, embodiment_action_dim=emb_dim)
+            actions = (self.reverse_diffusion or head.predict)(embedding[:, -1], init, steps, emb_dim)
         else:
             actions = head.predict(embedding[:, -1])
         normalized = actions.float().cpu().numpy()

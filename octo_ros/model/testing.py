@@ -21,6 +21,7 @@ import torch
 from .checkpoint import jsonable, write_official_checkpoint
 from .config import T5Config, parse_config
 from .octo import OctoModule, shapes_from_images
+from .policy import OctoPolicy
 from .weights import export_flax_params
 
 
@@ -192,6 +193,21 @@ def make_random_checkpoint(
     stats = random_statistics(action_dim, proprio_dim, seed, dataset)
     write_official_checkpoint(path, config, export_flax_params(module), stats, example, step=step)
     return path, module.eval()
+
+
+def make_random_policy(size: str, cameras=("primary", "wrist"), dtype="float32", device="cpu", seed: int = 0) -> OctoPolicy:
+    """An in-memory policy of a release architecture with random weights (benchmarks); its T5 is one
+    layer deep: it runs once per instruction, outside what the benchmarks time."""
+    config = make_config(size, cameras=cameras)
+    image_sizes = config.pop("image_sizes")
+    cfg = parse_config(config)
+    cfg.task_tokenizers[0].t5 = T5Config(vocab_size=64, num_layers=1)
+    counts, channels = shapes_from_images(cfg, {c: (s, s, 3) for c, s in image_sizes.items()}, {})
+    torch.manual_seed(seed)
+    module = OctoModule(cfg, counts, channels)
+    spec = {f"observation/image_{c}": [[1, 2, s, s, 3], "uint8"] for c, s in image_sizes.items()}
+    spec.update({f"task/image_{c}": [[1, s, s, 3], "uint8"] for c, s in image_sizes.items()})
+    return OctoPolicy(module, random_statistics(), spec, device=device, dtype=dtype, model_id=f"random-{size}")
 
 
 INSTRUCTIONS = [
