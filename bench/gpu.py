@@ -135,14 +135,14 @@ def choose_reverse_diffusion(policy: OctoPolicy, batch: int, reps: int = 20) -> 
     if len(candidates) == 1:
         policy.reverse_diffusion = None
         return "eager"
-    reference = head.predict(emb, init, steps, None)
     timings = {}
     with torch.inference_mode():
+        reference = head.predict(emb, init, steps, None)
         for name, runner in candidates.items():
             call = (lambda r=runner: (r or head.predict)(emb, init, steps, None))
             try:
                 out = call()
-                if not torch.allclose(out, reference, rtol=0, atol=1e-4):
+                if not torch.allclose(out, reference, rtol=0, atol=1e-3):
                     raise RuntimeError(f"differs from the eager loop by {(out - reference).abs().max().item():.2e}")
                 timings[name] = time_call(call, reps, cuda)
             except Exception as exc:  # noqa: BLE001 - report and fall back to the others
