@@ -41,7 +41,8 @@ def test_split_and_gripper_unnormalization_per_arm():
     left, right = a.arm_commands(out)
     assert (left.namespace, right.namespace) == ("follower_left", "follower_right")
     np.testing.assert_allclose(left.arm, START)
-    assert left.gripper == 1.6214 and right.gripper == -0.6213  # ALOHA 2 vs original constants
+    # ALOHA 2 vs original constants (the float32 just inside them: what the message can carry)
+    assert left.gripper == pytest.approx(1.6214, abs=1e-6) and right.gripper == pytest.approx(-0.6213, abs=1e-6)
     assert any("follower_left" in line and "OPEN" in line for line in a.describe())
 
 
@@ -111,9 +112,11 @@ def test_rate_limit_is_not_defeated_by_joint_limit_clipping():
     for k in range(8):
         o = tick(a, k * DT, pose_chunk(0.0) if k == 0 else None, grippers=(squeezed, squeezed))
         assert o.status is ControlStatus.MOVE and o.send
-        assert np.all(np.abs(o.target - prev) <= a.velocity * DT + 1e-12), o.target - prev
+        # every command inside the limits; from a state outside them no further than the limit itself
+        assert a.limits.within_position(np.float32(o.target), tol=0.0)
+        assert np.all(np.abs(o.target - a.limits.clip_position(prev)[0]) <= a.velocity * DT + 1e-12), o.target - prev
         prev = o.target
-    assert o.target[6] == o.target[13] == ALOHA2_FOLLOWER_GRIPPER[1]  # inside the limits, at the velocity limit
+    assert o.target[6] == o.target[13] == np.float32(ALOHA2_FOLLOWER_GRIPPER[1])  # the close constant
 
 
 MOVED = START + np.array([0.8, 0.3, -0.3, 0.0, 0.2, 0.0])  # within the vx300s limits
@@ -145,7 +148,7 @@ def test_tracking_error_holds_on_arm_joints_not_on_grippers():
     for k in range(30):
         o = tick(a, k * DT, pose_chunk(0.0) if k % 25 == 0 else None, grippers=(open_rad, open_rad))
         assert o.status is ControlStatus.MOVE and o.send, o.reason
-    assert o.target[6] == ALOHA2_FOLLOWER_GRIPPER[1]
+    assert o.target[6] == pytest.approx(ALOHA2_FOLLOWER_GRIPPER[1], abs=1e-6)  # (the float32 inside the limit)
     # the left arm is pushed 0.9 rad away while its states stay fresh
     o = tick(a, 30 * DT, left=START + np.array([0.9, 0, 0, 0, 0, 0]), grippers=(open_rad, open_rad))
     assert o.status is ControlStatus.HOLD and not o.send
@@ -229,16 +232,19 @@ def test_property_bimanual_commands_stay_safe(chunks, dry_run, latency, disturba
                 last_state, reported, unreported = t, robot, False
         o = a.step(t)
         assert np.all(np.isfinite(o.target))
-        # inside the limits, or no further outside than the measured state it started from
-        assert np.all(beyond_limits(a, o.target) <= np.maximum(beyond_limits(a, prev), beyond_limits(a, reported)) + 1e-12)
-        step_ok = np.abs(o.target - prev) <= a.velocity * DT + 1e-12
-        assert np.all(step_ok) or np.all(np.abs(o.target - reported) <= a.velocity * DT + 1e-12)
+        if o.send:  # every command sent is inside the limits once converted to the message's float32
+            assert np.all(beyond_limits(a, np.float32(o.target).astype(float)) == 0.0)
+        def near(q):  # within one tick's velocity limit of q, or of q clipped to the limits (a command)
+            d = np.minimum(np.abs(o.target - q), np.abs(o.target - a.limits.clip_position(q)[0]))
+            return np.all(d <= a.velocity * DT + 1e-12)
+
+        assert near(prev) or near(reported)
         if t - last_state > STATE_TIMEOUT + 1e-9:
             assert o.status is not ControlStatus.MOVE and not o.send
         if o.send:
             assert np.all(np.abs(o.target - reported)[arm_joints] <= tol + a.velocity[arm_joints] * DT + 1e-9)
             if not (unreported or pushed):
-                assert np.all(np.abs(o.target - robot) <= a.velocity * DT + 1e-12)
+                assert near(robot)
             if not driver_down:
                 robot, pushed = o.target, False
         if dry_run:

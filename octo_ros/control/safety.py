@@ -105,7 +105,10 @@ class WorkspaceBox:
 
 @dataclass(frozen=True)
 class JointLimits:
-    """Position (rad) and velocity (rad/s) limits for a set of named joints."""
+    """Position (rad) and velocity (rad/s) limits for a set of named joints.
+
+    Joint commands go out as float32 (xs_sdk's ``cmd``), so :meth:`clip_position` clips to the
+    float32 values just inside the limits: a command at a limit still satisfies it once rounded."""
 
     names: tuple[str, ...]
     lower: tuple[float, ...]
@@ -118,13 +121,18 @@ class JointLimits:
             raise ValueError("joint limit arrays must match the joint names")
         if any(lo >= hi for lo, hi in zip(self.lower, self.upper)) or any(v <= 0 for v in self.velocity):
             raise ValueError("joint limits need lower < upper and positive velocity limits")
+        lower32, upper32 = np.float32(self.lower), np.float32(self.upper)
+        lower32 = np.where(lower32 < np.asarray(self.lower), np.nextafter(lower32, np.float32(np.inf)), lower32)
+        upper32 = np.where(upper32 > np.asarray(self.upper), np.nextafter(upper32, np.float32(-np.inf)), upper32)
+        object.__setattr__(self, "_wire_lower", lower32.astype(float))
+        object.__setattr__(self, "_wire_upper", upper32.astype(float))
 
     def within_position(self, q: np.ndarray, tol: float = 1e-9) -> bool:
         q = np.asarray(q, float)
         return bool(all_finite(q) and np.all(q >= np.asarray(self.lower) - tol) and np.all(q <= np.asarray(self.upper) + tol))
 
     def clip_position(self, q: np.ndarray) -> tuple[np.ndarray, bool]:
-        clipped = np.clip(q, self.lower, self.upper)
+        clipped = np.clip(q, self._wire_lower, self._wire_upper)
         return clipped, bool(np.any(clipped != q))
 
     def max_step(self, dt: float) -> np.ndarray:

@@ -8,9 +8,10 @@ the arm joints go out as ``JointGroupCommand('arm')`` on ``/<namespace>/commands
 
 Commands stream at 50 Hz (ALOHA DT = 0.02 s). When the policy step is longer than the control
 period, targets are interpolated linearly. The desired point is clipped to the joint limits, then
-the command moves from the previous one towards it no faster than the velocity limits allow
-(nothing is clipped after the rate limit, so a measured state outside the limits — e.g. a gripper
-squeezed past its close constant — is left at the velocity limit, never jumped out of). Each arm's
+the command moves from the previous one towards it no faster than the velocity limits allow, and
+is clipped to the limits once more: every command satisfies every limit as sent (float32), even
+one starting from a measured state outside them (a gripper squeezed past its close constant is
+commanded at the constant; the followers' joints stop at their limits). Each arm's
 gripper joint travels in the target with the arm, so every sent target re-syncs the grippers.
 The tracking-error guard covers the arm joints only: a gripper closing on an object stays away
 from its commanded angle by design.
@@ -191,6 +192,9 @@ class BimanualAdapter(AdapterBase):
         command, limited = self.limits.rate_limit(self._commanded, desired, self.config.control_period_s)
         if limited:
             notes.append("rate-limited to joint velocity limits")
+        command, outside = self.limits.clip_position(command)  # from a measured state beyond a limit
+        if outside:
+            notes.append("command clipped to joint limits")
         if not all_finite(command):  # unreachable with finite chunks; kept as the last line of defence
             return self._hold(ControlStatus.HOLD, "non-finite command rejected")
         self._commanded = command

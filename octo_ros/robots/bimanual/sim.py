@@ -14,7 +14,8 @@ constants, unnormalize with the position open/close constants (defaults: gym-alo
 constants). Arm set points move toward their goals no faster than ``max_joint_speed`` (the
 Dynamixels' velocity limit when the follower's profile velocity is 0 = unlimited) and are clipped
 to the ViperX 300 S joint limits; out-of-range or malformed commands are recorded in
-``violations``.
+``violations``. The arm joints themselves never pass those limits (hard end stops after every
+physics step, as the servos' position limits on the real arm).
 
 Rendering (``AlohaRenderer``) is separate and works from a state snapshot, so a node can render
 in its own thread at the policy rate while physics runs at the control rate. MuJoCo renders
@@ -140,9 +141,9 @@ class AlohaSim:
                 idx = np.nonzero((m.actuator_trntype == mujoco.mjtTrn.mjTRN_JOINT) & (m.actuator_trnid[:, 0] == jid))[0]
                 acts.append(int(idx[0]))
             self._act[arm] = np.array(acts)
-        # Arm limits: the ViperX 300 S URDF limits, within the MuJoCo joint ranges.
-        self.lower = np.maximum(np.array(VX300S.limits.lower), m.jnt_range[[m.joint(f"vx300s_left/{j}").id for j in ARM_JOINTS], 0])
-        self.upper = np.minimum(np.array(VX300S.limits.upper), m.jnt_range[[m.joint(f"vx300s_left/{j}").id for j in ARM_JOINTS], 1])
+        # Arm limits: the ViperX 300 S URDF limits, what the real followers and the adapter use (the
+        # MuJoCo model's joint ranges round them to 5 decimals, e.g. 3.14158 for pi).
+        self.lower, self.upper = np.array(VX300S.limits.lower), np.array(VX300S.limits.upper)
         fid = m.joint("vx300s_left/left_finger").id
         self.finger_lower, self.finger_upper = (float(v) for v in m.jnt_range[fid])
         self._env_qpos0: np.ndarray | None = None
@@ -324,6 +325,20 @@ class AlohaSim:
                 f = self._finger_goal[arm]
                 d.ctrl[act[6]], d.ctrl[act[7]] = f, -f
             mujoco.mj_step(m, d)
+            self._enforce_joint_limits()
+
+    def _enforce_joint_limits(self) -> None:
+        """The arm joints stop at the URDF limits, as the real followers do (the Dynamixels' position
+        limits): MuJoCo's soft joint limits let a driven or colliding arm pass them by up to ~1.7 rad."""
+        d = self.data
+        for arm in ARMS:
+            qadr, vadr = self._qpos_adr[arm][:6], self._qvel_adr[arm][:6]
+            q = d.qpos[qadr]
+            below, above = q < self.lower, q > self.upper
+            if below.any() or above.any():
+                d.qpos[qadr] = np.clip(q, self.lower, self.upper)
+                v = d.qvel[vadr]
+                d.qvel[vadr] = np.where((below & (v < 0)) | (above & (v > 0)), 0.0, v)  # the end stop
 
     def advance_to(self, t: float) -> int:
         """Step whole control periods until sim time reaches ``t``; returns how many were run."""

@@ -117,6 +117,7 @@ class URAdapter(AdapterBase):
         self._measured: np.ndarray | None = None
         self._commanded: np.ndarray | None = None  # 4×4
         self._target: np.ndarray | None = None  # last step target; deltas integrate on it
+        self._commanded_at: float | None = None  # when the commanded pose was computed (None: re-anchored)
 
     def update_tcp_pose(self, pose, stamp: float, *, now: float | None = None) -> bool:
         """Measured TCP pose [x, y, z, rx, ry, rz] stamped ``stamp``, received at ``now`` (the clock
@@ -163,9 +164,12 @@ class URAdapter(AdapterBase):
         elif self._segment is None:
             return self._hold(ControlStatus.HOLD, "step interrupted")
         start_T, end_T, start = self._segment
-        dt = self.config.control_period_s
-        progress = step_progress(now, start, self.config.execution.step_period_s, dt)
-        # Desired point on the segment, then move there no faster than the speed caps allow.
+        period = self.config.control_period_s
+        progress = step_progress(now, start, self.config.execution.step_period_s, period)
+        # Desired point on the segment, then move there no faster than the speed caps allow over the
+        # time since the last command (a late tick followed by catch-up ticks must not move faster),
+        # and never more than one period's worth (the controller interpolates over one period).
+        dt = period if self._commanded_at is None else min(max(now - self._commanded_at, 0.0), period)
         desired = interpolate_pose(start_T, end_T, progress)
         dp_desired = desired[:3, 3] - self._commanded[:3, 3]
         dr_desired = rotation_log(desired[:3, :3] @ self._commanded[:3, :3].T)
@@ -178,6 +182,7 @@ class URAdapter(AdapterBase):
         command[:3, 3], _ = self.box.clip(self._commanded[:3, 3] + dp)
         command[:3, :3] = rotation_exp(dr) @ self._commanded[:3, :3]
         self._commanded = command
+        self._commanded_at = now
         return self._move(gate, matrix_to_pose(command), notes, gripper_changed)
 
     @property
@@ -195,6 +200,7 @@ class URAdapter(AdapterBase):
             return
         self._commanded = self._measured.copy()
         self._target = self._measured.copy()
+        self._commanded_at = None
 
     def _tracking_error(self) -> str:
         position = float(np.linalg.norm(self._measured[:3, 3] - self._commanded[:3, 3]))

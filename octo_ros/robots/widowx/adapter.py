@@ -180,9 +180,10 @@ class WidowXAdapter(AdapterBase):
                 f"joint velocity limit: {step:.3f} rad in {self.config.control_period_s:g} s",
                 gripper_changed,
             )
-        self._commanded_q = ik.q
+        # within the limits as sent (float32): IK accepts a hair beyond them
+        self._commanded_q, _ = self.arm.limits.clip_position(ik.q)
         self._commanded_pose = pose
-        return self._move(gate, ik.q.copy(), notes, bool(gripper_changed))
+        return self._move(gate, self._commanded_q.copy(), notes, bool(gripper_changed))
 
     # AdapterBase hooks -------------------------------------------------------------------
     @property
