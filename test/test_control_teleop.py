@@ -103,11 +103,13 @@ def test_leader_joint_states_map_to_the_aloha_action():
         core.update("left", ["waist"], [0.0], stamp=10.3)
 
 
-def _widowx_at_start() -> WidowXAdapter:
+def _widowx_at_start(source: str | None = None) -> WidowXAdapter:
     from octo_ros.control.kinematics import solve_ik
     from octo_ros.robots.interbotix.kinematics import ARMS
 
     adapter = WidowXAdapter(WidowXConfig(safety=SafetyConfig(dry_run=False)))
+    if source:
+        adapter.set_source(source)
     q = solve_ik(ARMS["wx250s"], pose_from_bridge_state(BRIDGE_START_STATE)).q
     adapter.update_joint_state(q, 0.0, gripper_open=True, now=0.0)
     return adapter
@@ -135,3 +137,9 @@ def test_adapter_executes_one_source_and_holds_on_a_switch():
     assert adapter.step(0.4).status is ControlStatus.MOVE
     with pytest.raises(ValueError, match="unknown chunk source"):
         adapter.set_source("joystick")
+
+
+def test_a_source_chosen_before_any_state_is_not_a_switch():
+    adapter = _widowx_at_start(source=TELEOP_SOURCE)  # the node's `source` parameter at start-up
+    assert adapter.add_chunk(np.array([[0.01, 0, 0, 0, 0, 0, 1.0]]), 0.0, 0.0, TELEOP_SOURCE).accepted
+    assert adapter.step(0.0).status is ControlStatus.MOVE

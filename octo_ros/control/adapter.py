@@ -136,7 +136,7 @@ class AdapterBase:
         self._segment = None
         self.supervisor.watchdog.clear("chunk")
         self._reanchor_pending = True
-        self._source_switch = source
+        self._source_switch = source if self._anchored else ""  # nothing commanded yet: nothing to hold
 
     def estop(self, reason: str) -> None:
         self.supervisor.trigger_estop(reason)
