@@ -29,6 +29,10 @@ from the kernel definitions.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Optional, Sequence, Tuple
@@ -42,6 +46,9 @@ __all__ = [
     "UnsupportedEncodingError",
     "ImageLayoutError",
     "CompressedImageError",
+    "ImageTooLargeError",
+    "check_pixel_count",
+    "compressed_image_size",
     "RawImageFields",
     "CompressedImageFields",
     "RAW_ENCODINGS",
@@ -91,7 +98,18 @@ class ImageLayoutError(ImageCodecError):
 
 
 class CompressedImageError(ImageCodecError):
-    """Compressed payload is empty, truncated, or cannot be decoded."""
+    """Compressed payload is empty, truncated, corrupt, or cannot be decoded."""
+
+
+class ImageTooLargeError(ImageCodecError):
+    """The image (as its header declares it, before any decoding) has more pixels than allowed."""
+
+
+def check_pixel_count(width: int, height: int, max_pixels: Optional[int], what: str) -> None:
+    """ImageTooLargeError when ``width * height`` exceeds ``max_pixels`` (None: no bound)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(f"{what}: {width}x{height} = {width * height} pixels exceeds the maximum of "
+                                 f"{max_pixels} (parameter max_image_pixels); frame not decoded")
 
 
 # --------------------------------------------------------------------------- fields
@@ -166,6 +184,7 @@ def decode_image(
     step: int,
     data: Any,
     is_bigendian: int = 0,
+    max_pixels: Optional[int] = None,
 ) -> np.ndarray:
     """Decode ``sensor_msgs/Image`` fields to a fresh ``(height, width, 3) uint8`` RGB array.
 
@@ -189,6 +208,7 @@ def decode_image(
     what = f"{enc} image {width}x{height}"
     if height <= 0 or width <= 0:
         raise ImageLayoutError(f"{what}: empty image (height and width must be > 0)")
+    check_pixel_count(width, height, max_pixels, what)
     min_step = width * channels * nbytes
     if step < min_step:
         raise ImageLayoutError(f"{what}: step {step} < width*channels*bytes = {min_step}")
@@ -250,7 +270,67 @@ def _parse_compressed_format(fmt: str) -> Tuple[Optional[str], Optional[str]]:
     return codec, target
 
 
-def decode_compressed_image(format: str, data: Any) -> np.ndarray:  # noqa: A002 - ROS field name
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, ...): they carry the size.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# What libjpeg and libpng print (to stderr, through OpenCV) when they recover from bad data.
+_DECODER_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG", "libpng warning", "libpng error")
+_stderr_lock = threading.Lock()
+
+
+def compressed_image_size(data: Any) -> Optional[Tuple[int, int]]:
+    """(width, height) as a JPEG's start-of-frame or a PNG's IHDR declares it, read without
+    decoding; None when the header holds no size."""
+    buf = _as_uint8_buffer(data, "compressed image").tobytes()
+    if buf.startswith(_PNG_MAGIC):
+        if len(buf) >= 24 and buf[12:16] == b"IHDR":
+            return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+        return None
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = int.from_bytes(buf[i + 2:i + 4], "big")
+        if marker in _JPEG_SOF and i + 9 <= len(buf):
+            return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        if marker == 0xDA or length < 2:  # start of scan: no frame header before it
+            return None
+        i += 2 + length
+    return None
+
+
+def _imdecode_checked(buf: np.ndarray, what: str) -> Optional[np.ndarray]:
+    """cv2.imdecode, refusing what the decoder only warns about: libjpeg/libpng report recovered
+    corrupt data on stderr (and return a partly grey image), so stderr is captured around the call
+    (whatever else was written meanwhile is passed on)."""
+    with _stderr_lock:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+    warnings = [line.strip() for line in text.splitlines() if line.startswith(_DECODER_WARNINGS)]
+    others = "".join(line + "\n" for line in text.splitlines() if not line.startswith(_DECODER_WARNINGS))
+    if others:
+        sys.stderr.write(others)
+    if warnings:
+        raise CompressedImageError(f"{what}: {'; '.join(dict.fromkeys(warnings))}; frame dropped")
+    return rgb
+
+
+def decode_compressed_image(format: str, data: Any, max_pixels: Optional[int] = None) -> np.ndarray:  # noqa: A002
     """Decode ``sensor_msgs/CompressedImage`` fields (JPEG or PNG) to ``(H, W, 3) uint8`` RGB.
 
     The container is identified from its magic bytes (a format string that names the other
@@ -261,7 +341,8 @@ def decode_compressed_image(format: str, data: Any) -> np.ndarray:  # noqa: A002
 
     Raises:
         UnsupportedEncodingError: unknown codec in ``format`` or unknown payload type.
-        CompressedImageError: empty, truncated or undecodable payload.
+        CompressedImageError: empty, truncated, corrupt (a decoder warning) or undecodable payload.
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels (checked before decoding).
     """
     _, target = _parse_compressed_format(format)
     buf = _as_uint8_buffer(data, f"compressed image ({format!r})")
@@ -283,7 +364,14 @@ def decode_compressed_image(format: str, data: Any) -> np.ndarray:  # noqa: A002
         raise UnsupportedEncodingError(
             f"compressed image ({format!r}): payload is neither JPEG nor PNG (starts with {head[:4].hex()})"
         )
-    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+    size = compressed_image_size(buf)
+    what = f"compressed image ({format!r})"
+    if size is None:
+        raise CompressedImageError(f"{what}: no image size in the header ({buf.size} bytes)")
+    if size[0] == 0 or size[1] == 0:
+        raise CompressedImageError(f"{what}: header declares an empty {size[0]}x{size[1]} image")
+    check_pixel_count(*size, max_pixels, what)
+    rgb = _imdecode_checked(buf, what)
     if rgb is None:
         raise CompressedImageError(f"compressed image ({format!r}): decoder failed on {buf.size} bytes")
     if target is not None and target.startswith("rgb"):
@@ -291,18 +379,19 @@ def decode_compressed_image(format: str, data: Any) -> np.ndarray:  # noqa: A002
     return np.ascontiguousarray(rgb)
 
 
-def decode_image_msg(msg: Any) -> np.ndarray:
-    """Adapter: decode a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``-like object.
+def decode_image_msg(msg: Any, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Adapter: decode a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``-like object
+    (refusing more than ``max_pixels`` pixels before decoding).
 
     Only reads attributes: ``format`` + ``data`` (compressed) or ``encoding``, ``height``,
     ``width``, ``step``, ``is_bigendian``, ``data`` (raw).
     """
     if hasattr(msg, "encoding"):
         return decode_image(
-            msg.encoding, msg.height, msg.width, msg.step, msg.data, getattr(msg, "is_bigendian", 0)
+            msg.encoding, msg.height, msg.width, msg.step, msg.data, getattr(msg, "is_bigendian", 0), max_pixels
         )
     if hasattr(msg, "format"):
-        return decode_compressed_image(msg.format, msg.data)
+        return decode_compressed_image(msg.format, msg.data, max_pixels)
     raise UnsupportedEncodingError(f"object of type {type(msg).__name__} is neither an Image nor a CompressedImage")
 
 

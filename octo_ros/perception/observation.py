@@ -70,6 +70,7 @@ __all__ = [
     "ObservationInputError",
     "UnknownInputError",
     "StampOrderError",
+    "StampInFutureError",
     "JointStateError",
     "DEFAULT_RESOLUTIONS",
 ]
@@ -98,8 +99,13 @@ class StampOrderError(ObservationInputError):
         self.duplicate = duplicate
 
 
+class StampInFutureError(ObservationInputError):
+    """Stamp further ahead of the receiving clock than ``max_future_stamp_ns``."""
+
+
 class JointStateError(ObservationInputError):
-    """Joint state without a configured joint, with mismatched lengths or non-finite values."""
+    """Joint state without a configured joint, with mismatched lengths, duplicated names or
+    values that are not finite (as the float32 the model gets)."""
 
 
 # --------------------------------------------------------------------------- config
@@ -221,6 +227,10 @@ class ProprioLayout:
         pos = np.asarray(positions, dtype=np.float64).reshape(-1)
         if len(names) != pos.size:
             raise JointStateError(f"{len(names)} names but {pos.size} positions")
+        if len(set(names)) != len(names):
+            seen: set = set()
+            dup = sorted({str(n) for n in names if n in seen or seen.add(n)})
+            raise JointStateError(f"duplicated joint names {dup} (message has {names})")
         n_joints = len(self.joint_names)
         vec = np.zeros(n_joints, np.float64)
         found = np.zeros(n_joints, bool)
@@ -240,7 +250,18 @@ class ProprioLayout:
         if not np.all(np.isfinite(vec[found])):
             bad = [n for n, v, f in zip(self.joint_names, vec, found) if f and not np.isfinite(v)]
             raise JointStateError(f"non-finite positions for joints {bad}")
+        with np.errstate(over="ignore"):
+            model = self._normalized(np.where(found, vec, 0.0)).astype(np.float32)  # what the model gets
+        if not np.all(np.isfinite(model[found])):
+            bad = {n: float(v) for n, v, m, f in zip(self.joint_names, vec, model, found) if f and not np.isfinite(m)}
+            raise JointStateError(f"positions {bad} are not finite as float32 (normalized), the model's proprio")
         return vec, found
+
+    def _normalized(self, values: np.ndarray) -> np.ndarray:
+        out = np.array(values, np.float64)
+        if self._norm_index.size:
+            out[self._norm_index] = (out[self._norm_index] - self._norm_close) / self._norm_span
+        return out
 
     def merge(self, states: Sequence[Tuple[np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, List[str]]:
         """Parsed states, one per source in ``sources`` order → (proprio float32, normalized; the
@@ -252,9 +273,7 @@ class ProprioLayout:
             values[take] = vec[take]
             filled |= take
         missing = [n for n, f in zip(self.joint_names, filled) if not f]
-        if self._norm_index.size:
-            values[self._norm_index] = (values[self._norm_index] - self._norm_close) / self._norm_span
-        return values.astype(np.float32), missing
+        return self._normalized(values).astype(np.float32), missing
 
     def to_dict(self) -> Dict[str, Any]:
         return {"joint_state": {"sources": [{"topic": s.topic, "prefix": s.prefix} for s in self.sources],
@@ -363,6 +382,11 @@ class ObservationConfig:
     max_step_gap_ns: Optional[int] = None  # default: three periods
     image_queue_size: int = 10
     joint_queue_size: int = 500
+    # Stamps further ahead of the buffer's clock are refused (clock skew between hosts; as the adapters).
+    max_future_stamp_ns: int = 50_000_000
+    # Frames with more pixels are refused from their header, before decoding (decompression bombs):
+    # 4K UHD, more than any camera an Octo policy is run with.
+    max_image_pixels: int = 3840 * 2160
     joint_state_sources: Tuple[JointStateSourceConfig, ...] = ()  # default: one, joint_state_topic
     proprio_normalization: Mapping[str, Tuple[float, float]] = field(default_factory=dict)  # joint: (close, open)
 
@@ -386,6 +410,10 @@ class ObservationConfig:
                 raise ValueError(f"ObservationConfig: {name} must be >= 0")
         if self.image_queue_size < 1 or self.joint_queue_size < 1:
             raise ValueError("ObservationConfig: queue sizes must be >= 1")
+        if not 0 <= self.max_future_stamp_ns <= NS_PER_S:
+            raise ValueError(f"ObservationConfig: max_future_stamp_s must be in [0, 1] s, got {self.max_future_stamp_ns / NS_PER_S}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"ObservationConfig: max_image_pixels must be >= 1, got {self.max_image_pixels}")
         sources = tuple(self.joint_state_sources) or (JointStateSourceConfig(str(self.joint_state_topic), ""),)
         try:
             layout = ProprioLayout(self.joint_names, sources, self.proprio_normalization)
@@ -460,11 +488,12 @@ class ObservationConfig:
             "max_joint_lag_s": "max_joint_lag_ns",
             "min_step_interval_s": "min_step_interval_ns",
             "max_step_gap_s": "max_step_gap_ns",
+            "max_future_stamp_s": "max_future_stamp_ns",
         }
         for k_s, k_ns in seconds.items():
             if k_s in d:
                 kwargs[k_ns] = seconds_to_ns(d.pop(k_s))
-        for k in ("window_size", "image_queue_size", "joint_queue_size"):
+        for k in ("window_size", "image_queue_size", "joint_queue_size", "max_image_pixels"):
             if k in d:
                 kwargs[k] = int(d.pop(k))
         if "rate_hz" in d:
@@ -577,7 +606,13 @@ class ObservationBuffer:
         self.drop_counts[stream] = self.drop_counts.get(stream, 0) + 1
         return err
 
-    def _check_order(self, key: str, stamp_ns: int, label: str) -> None:
+    def _check_order(self, key: str, stamp_ns: int, label: str, now_ns: Optional[int]) -> None:
+        """Refuse a stamp ahead of the clock (beyond ``max_future_stamp_ns``: it would become the
+        ordering baseline and lock the stream out) or not newer than the last accepted one."""
+        if now_ns is not None and stamp_ns > int(now_ns) + self.config.max_future_stamp_ns:
+            raise StampInFutureError(
+                f"stamp {stamp_ns} ns is {_fmt_ms(stamp_ns - int(now_ns))} ahead of the clock "
+                f"(limit {_fmt_ms(self.config.max_future_stamp_ns)}): stamped in the future", stream=label)
         last = self._last_stamp.get(key)
         if last is not None and stamp_ns <= last:
             dup = stamp_ns == last
@@ -586,11 +621,12 @@ class ObservationBuffer:
                 f"{what} {stamp_ns} ns (last accepted {last} ns, {_fmt_ms(last - stamp_ns)} newer)",
                 stream=label, duplicate=dup)
 
-    def add_image(self, input_name: str, stamp_ns: int, rgb: np.ndarray) -> None:
-        """Queue an ``(H, W, 3) uint8`` RGB frame (any resolution) for ``input_name``.
+    def add_image(self, input_name: str, stamp_ns: int, rgb: np.ndarray, now_ns: Optional[int] = None) -> None:
+        """Queue an ``(H, W, 3) uint8`` RGB frame (any resolution) for ``input_name``, received at
+        ``now_ns`` (the clock ``assemble`` gets; None: no arrival check).
 
-        Raises UnknownInputError, ImageLayoutError (bad array) or StampOrderError; the
-        frame is then dropped and the buffer is unchanged."""
+        Raises UnknownInputError, ImageLayoutError (bad array), StampInFutureError or
+        StampOrderError; the frame is then dropped and the buffer is unchanged."""
         if input_name not in self._frames:
             raise self._reject(UnknownInputError(
                 f"unknown camera input {input_name!r} (configured: {list(self.config.input_names)})"), input_name)
@@ -598,25 +634,26 @@ class ObservationBuffer:
         stamp_ns = int(stamp_ns)
         try:
             arr = ensure_rgb_uint8(rgb, "image")
-            self._check_order(input_name, stamp_ns, label)
+            self._check_order(input_name, stamp_ns, label, now_ns)
         except PerceptionInputError as err:
             raise self._reject(err, label) from None
         self._frames[input_name].append((stamp_ns, np.ascontiguousarray(arr)))
         self._last_stamp[input_name] = stamp_ns
 
-    def add_image_msg(self, input_name: str, msg: Any) -> None:
-        """Decode a ``sensor_msgs/Image`` or ``CompressedImage``-like message and queue it.
+    def add_image_msg(self, input_name: str, msg: Any, now_ns: Optional[int] = None) -> None:
+        """Decode a ``sensor_msgs/Image`` or ``CompressedImage``-like message and queue it (its size
+        checked against ``max_image_pixels`` before decoding).
 
         Raises any :class:`PerceptionInputError` (codec errors included) with the stream set."""
         label = self.config.camera(input_name).label if input_name in self._frames else input_name
         try:
             stamp = stamp_to_ns(msg.header.stamp)
             if input_name in self._frames:
-                self._check_order(input_name, stamp, label)  # cheap check before decoding
-            rgb = decode_image_msg(msg)
+                self._check_order(input_name, stamp, label, now_ns)  # cheap check before decoding
+            rgb = decode_image_msg(msg, self.config.max_image_pixels)
         except PerceptionInputError as err:
             raise self._reject(err, label) from None
-        self.add_image(input_name, stamp, rgb)
+        self.add_image(input_name, stamp, rgb, now_ns)
 
     def _source(self, topic: Optional[str]) -> JointStateSourceConfig:
         if topic is None:
@@ -632,27 +669,28 @@ class ObservationBuffer:
         return src
 
     def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float],
-                        topic: Optional[str] = None) -> None:
+                        topic: Optional[str] = None, now_ns: Optional[int] = None) -> None:
         """Queue a joint state of source ``topic`` (may be omitted when there is one source);
         ``names``/``positions`` as in ``sensor_msgs/JointState`` (any order, extra joints
         ignored; names are prefixed with the source's prefix).
 
         Raises UnknownInputError (topic not configured), JointStateError (missing configured
-        joints, none of them, length mismatch or non-finite position) or StampOrderError."""
+        joints, none of them, length mismatch, duplicated names, a position not finite as float32),
+        StampInFutureError (beyond the tolerance ahead of ``now_ns``) or StampOrderError."""
         src = self._source(topic)
         label = src.label
         stamp_ns = int(stamp_ns)
         try:
             vec, found = self._layout.parse(src.topic, names, positions)
-            self._check_order(f"joint_state:{src.topic}", stamp_ns, label)
+            self._check_order(f"joint_state:{src.topic}", stamp_ns, label, now_ns)
         except PerceptionInputError as err:
             raise self._reject(err, label) from None
         self._joints[src.topic].append((stamp_ns, vec, found))
         self._last_stamp[f"joint_state:{src.topic}"] = stamp_ns
 
-    def add_joint_state_msg(self, msg: Any, topic: Optional[str] = None) -> None:
+    def add_joint_state_msg(self, msg: Any, topic: Optional[str] = None, now_ns: Optional[int] = None) -> None:
         """Adapter for a ``sensor_msgs/JointState``-like message (reads header.stamp, name, position)."""
-        self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), list(msg.position), topic)
+        self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), list(msg.position), topic, now_ns)
 
     # ----------------------------------------------------------------- assembly
 

@@ -15,6 +15,7 @@ set against the checkpoint's is refused (the model cannot take it).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from rclpy.exceptions import InvalidParameterTypeException
@@ -44,8 +45,10 @@ from octo_ros.ros.support import (
     given_parameters,
     run_node,
 )
-from octo_ros.timebase import ns_to_seconds
+from octo_ros.timebase import NS_PER_S, ns_to_seconds
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ObservationConfig)}  # stated once, in the core
 
 
 class ObservationBufferNode(Node):
@@ -73,6 +76,9 @@ class ObservationBufferNode(Node):
             "max_image_age_s": self.declare_parameter("max_image_age_s", 0.5).value,
             "max_joint_state_age_s": self.declare_parameter("max_joint_state_age_s", 0.25).value,
             "max_joint_lag_s": self.declare_parameter("max_joint_lag_s", 0.1).value,
+            "max_future_stamp_s": self.declare_parameter(
+                "max_future_stamp_s", _CONFIG_DEFAULTS["max_future_stamp_ns"] / NS_PER_S).value,
+            "max_image_pixels": self.declare_parameter("max_image_pixels", _CONFIG_DEFAULTS["max_image_pixels"]).value,
             "cameras": cameras,
             "joint_state": joint_state,
             "proprio_normalization": self._proprio_normalization(),
@@ -157,22 +163,23 @@ class ObservationBufferNode(Node):
     def _on_image(self, input_name: str, topic: str, msg) -> None:
         try:
             with self._lock:
-                self.buffer.add_image_msg(input_name, msg)
+                self.buffer.add_image_msg(input_name, msg, now_ns=self.get_clock().now().nanoseconds)
         except PerceptionInputError as err:
             self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; frame dropped")
 
     def _on_joint_state(self, topic: str, msg: JointState) -> None:
         try:
             with self._lock:
-                self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position, topic)
+                self.buffer.add_joint_state(stamp_to_ns(msg.header.stamp), msg.name, msg.position, topic,
+                                            now_ns=self.get_clock().now().nanoseconds)
         except PerceptionInputError as err:
             self.warnings.warn(f"{topic}:{type(err).__name__}", f"{err}; joint state dropped")
 
     def _on_reset(self, request, response):
         with self._lock:
-            self.buffer.restart_window()
+            self.buffer.reset()  # frames, last stamps and window: no earlier message blocks the streams
         response.success = True
-        response.message = "observation window restarted"
+        response.message = "observation buffer reset: frames, joint states and the window cleared"
         return response
 
     def _on_tick(self) -> None:
