@@ -24,7 +24,6 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
-from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
 from octo_ros.perception.freshness_log import FreshnessLog
 from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
@@ -56,7 +55,12 @@ class ObservationBufferNode(Node):
         super().__init__("observation_buffer", **kwargs)
         inputs = self.declare_parameter("camera_inputs", ["image_primary"]).value
         checkpoint = self.declare_parameter("checkpoint", "").value
-        model_sizes = checkpoint_image_sizes(checkpoint) if checkpoint else {}
+        model_sizes = {}
+        if checkpoint:
+            # here, not at the top: it loads the model package (torch), for a checkpoint only
+            from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
+
+            model_sizes = checkpoint_image_sizes(checkpoint)
         cameras = {}
         for name in inputs:
             cameras[name] = {
@@ -189,7 +193,10 @@ class ObservationBufferNode(Node):
         stale = isinstance(result, ObservationStatus) and result.kind is StatusKind.STALE
         for level, line in self.freshness_log.update(ns_to_seconds(now_ns), (result.stream or "?") if stale else None,
                                                      result.reason if stale else ""):
-            (self.get_logger().warning if level == "warning" else self.get_logger().info)(line)
+            if level == "warning":  # one call site per severity: rclpy refuses a severity change at a call site
+                self.get_logger().warning(line)
+            else:
+                self.get_logger().info(line)
         if isinstance(result, ObservationStatus):
             self.last_status = result
             return
