@@ -29,6 +29,7 @@ from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
 from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.timebase import stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
+from octo_ros_msgs.srv import StartEpisode
 
 WX = ARMS["wx250s"]
 SPEED = 0.5 * 0.1  # twist 0.5 × linear_scale 0.1 m/s per unit
@@ -230,9 +231,18 @@ def test_episode_labels_from_joy_buttons_land_in_the_bag_metadata(ros, tmp_path)
     operator = TwistSource(node)
     chunks = Collect(node, ActionChunk, "/teleop/action_chunk")
     ros.wait_for(lambda: len(chunks) > 0, 30.0, "teleop chunks")
-    time.sleep(1.0)  # the teleop's service clients see the recorder
-    for i, label in enumerate(("discard", "success")):
+    assert node.create_client(StartEpisode, "/recorder/start_episode").wait_for_service(timeout_sec=30.0)
+    for _ in range(10):  # until the teleop node has discovered the recorder's services too
+        refused = teleop.output().count("is not available")
         operator.press(2)
+        ros.wait_for(lambda: "start: recording" in teleop.output() or teleop.output().count("is not available") > refused,
+                     10.0, "the start button handled")
+        if "start: recording" in teleop.output():
+            break
+        time.sleep(0.5)
+    for i, label in enumerate(("discard", "success")):
+        if i:
+            operator.press(2)
         ros.wait_for(lambda: teleop.output().count("start: recording") == i + 1, 10.0, "episode started")
         time.sleep(1.0)
         operator.press({"discard": 5, "success": 3}[label])
