@@ -11,6 +11,7 @@ from interbotix_xs_msgs.msg import JointSingleCommand
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import Float64
 from support.configs import adapter_parameters, node_parameters
 from test_nodes_adapters import (
     ALOHA_START,
@@ -84,6 +85,7 @@ def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros)
     teleop_chunks = Collect(node, ActionChunk, "/teleop/action_chunk")
     policy = ChunkStream(node, step_period=STEP, horizon=4)
     operator = TwistSource(node)
+    gripper = node.create_publisher(Float64, "/teleop/gripper", 10)
     ros.wait_for(lambda: len(js) and len(preview) and len(teleop_chunks), 30.0, "joint states, preview, teleop chunks")
 
     # The policy drives (source policy, the default): +y. The teleop's chunks are refused.
@@ -138,6 +140,11 @@ def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros)
     operator.press(1)
     ros.wait_for(lambda: teleop_chunks.last().actions[6] == 1.0, 5.0, "an opening chunk")
     ros.wait_for(lambda: any(m.cmd > 0 for m in single.since(0)[sent:]), 5.0, "gripper open (+PWM)")
+    # ... or a std_msgs/Float64 in the model convention (0 = closed), e.g. from a trigger axis.
+    sent = len(single)
+    gripper.publish(Float64(data=0.0))
+    ros.wait_for(lambda: teleop_chunks.last().actions[6] == 0.0, 5.0, "a closing chunk from teleop/gripper")
+    ros.wait_for(lambda: any(m.cmd < 0 for m in single.since(0)[sent:]), 5.0, "gripper close (−PWM)")
     policy.stop()
     assert adapter.stop() == 0
 

@@ -111,9 +111,10 @@ class TeleopNode(Node):
         if len(self.dimension_names) != len(default_names):
             raise ValueError(f"action_dimension_names has {len(self.dimension_names)} names; "
                              f"{self.robot} actions have {len(default_names)}")
+        e = EpisodeButtons()
         self.episode_buttons = EpisodeButtons(
-            start=int(p("start_episode_button", -1).value), success=int(p("success_button", -1).value),
-            failure=int(p("failure_button", -1).value), discard=int(p("discard_button", -1).value))
+            start=int(p("start_episode_button", e.start).value), success=int(p("success_button", e.success).value),
+            failure=int(p("failure_button", e.failure).value), discard=int(p("discard_button", e.discard).value))
         self.instruction = p("instruction", "").value
         recorder = p("recorder", "recorder").value.rstrip("/")
         self.start_client = self.create_client(StartEpisode, f"{recorder}/start_episode")
