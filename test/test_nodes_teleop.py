@@ -227,7 +227,7 @@ def test_bimanual_followers_follow_the_leaders_within_a_control_period(ros):
     np.testing.assert_allclose(preview.last().position[7:13], ALOHA_START, atol=1e-6)
 
 
-def test_episode_labels_from_joy_buttons_land_in_the_bag_metadata(ros, tmp_path):
+def test_episode_labels_from_joy_buttons_land_in_the_bag_metadata_and_bad_input_is_refused(ros, tmp_path):
     ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder", params={
         "topics": ["teleop/action_chunk"], "topic_types": ["octo_ros_msgs/msg/ActionChunk"],
         "output_dir": str(tmp_path / "bags"), "robot": "widowx"})
@@ -238,6 +238,13 @@ def test_episode_labels_from_joy_buttons_land_in_the_bag_metadata(ros, tmp_path)
     operator = TwistSource(node)
     chunks = Collect(node, ActionChunk, "/teleop/action_chunk")
     ros.wait_for(lambda: len(chunks) > 0, 30.0, "teleop chunks")
+    # bad input: named in the log, ignored; the node keeps publishing finite (here: still) actions
+    operator.set(linear=(float("nan"), 0.0, 0.0))
+    ros.wait_for(lambda: "twist ignored: twist has non-finite components" in teleop.output(), 10.0, "the NaN twist refused")
+    operator.set()
+    seen = len(chunks)
+    ros.wait_for(lambda: len(chunks) > seen + 3, 5.0, "chunks after the bad twist")
+    assert all(np.all(np.isfinite(c.actions)) and not np.any(c.actions[:6]) for c in chunks.since(0)[seen:])
     assert node.create_client(StartEpisode, "/recorder/start_episode").wait_for_service(timeout_sec=30.0)
     for _ in range(10):  # until the teleop node has discovered the recorder's services too
         refused = teleop.output().count("is not available")
