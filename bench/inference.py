@@ -136,25 +136,38 @@ def other_policy(other, policy: OctoPolicy, dtype: str, device: str):
                             model_id="against")
 
 
+def frame_stream(policy, cameras, window: int, batch: int, calls: int):
+    """``calls`` consecutive windows of a stream of random frames (each the last shifted by one)."""
+    rng = np.random.default_rng(0)
+    shapes = policy.observation_keys
+    stream = {f"image_{c}": rng.integers(0, 256, (batch, calls + window - 1, *shapes[f"image_{c}"]), dtype=np.uint8)
+              for c in cameras}
+    return [{k: v[:, i:i + window] for k, v in stream.items()} for i in range(calls)]
+
+
 def bench_against(other, size, cameras, dtype, device, window, batch, reps, warmup, rounds):
-    """Median ms of (this, other), the calls alternating (order swapped every call)."""
+    """{this, other: (median ms, min ms, median thread-CPU ms)}, the calls alternating (order swapped
+    every call) on the same stream of shifted windows.  Thread CPU time counts the work of the
+    calling thread only: with ``--threads 1`` all of it, and little of other processes' load."""
     policy = build_policy(size, cameras, dtype, device)
     against = other_policy(other, policy, dtype, device)
-    runs = {"this": (policy, *inputs(policy, cameras, window, batch)),
-            "other": (against, *inputs(against, cameras, window, batch))}
-    for pol, obs, tasks in runs.values():
-        for _ in range(warmup):
-            pol.sample_actions(obs, tasks, seed=0)
-    outputs = [pol.sample_actions(obs, tasks, seed=0).normalized for pol, obs, tasks in runs.values()]
+    _, tasks = inputs(policy, cameras, window, batch)
+    runs = {"this": (policy, tasks), "other": (against, inputs(against, cameras, window, batch)[1])}
+    windows = frame_stream(policy, cameras, window, batch, warmup + reps * rounds + 1)
+    outputs = [pol.sample_actions(windows[0], tasks, seed=0).normalized for pol, tasks in runs.values()]
     print(f"# octo-{size} {dtype} W{window} B{batch}: max |this - other| of the actions {np.abs(outputs[0] - outputs[1]).max():.2e}")
     times = {name: [] for name in runs}
-    for i in range(reps * rounds):
+    cpu = {name: [] for name in runs}
+    for i in range(1, len(windows)):
         for name in (("this", "other") if i % 2 else ("other", "this")):
-            pol, obs, tasks = runs[name]
-            t0 = time.perf_counter()
-            pol.sample_actions(obs, tasks, seed=i)
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t) * 1000, min(t) * 1000) for name, t in times.items()}
+            pol, tasks = runs[name]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            pol.sample_actions(windows[i], tasks, seed=i)
+            if i > warmup:
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
+    return {name: (statistics.median(t) * 1000, min(t) * 1000, statistics.median(cpu[name]) * 1000)
+            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -199,13 +212,15 @@ def main(argv=None) -> int:
         other = load_other_model(args.against.resolve())
         print(f"# this: {Path(__file__).resolve().parents[1]}, other: {args.against}; calls alternate, "
               f"{args.reps * args.rounds} each")
-        print("| model | cameras | window | dtype | batch | other: median / min ms | this: median / min ms | this/other (medians) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| model | cameras | window | dtype | batch | other: median / min ms | this: median / min ms | this/other (medians) "
+              "| thread CPU other / this ms | this/other (CPU) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for (size, ncam, dtype), window, batch in itertools.product(configs, args.windows, args.batches):
             r = bench_against(other, size, ("primary", "wrist")[:ncam], dtype, args.device, window, batch,
                               args.reps, args.warmup, args.rounds)
-            print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {r['other'][0]:.1f} / {r['other'][1]:.1f} "
-                  f"| {r['this'][0]:.1f} / {r['this'][1]:.1f} | {r['this'][0] / r['other'][0]:.3f} |", flush=True)
+            (om, ob, oc), (tm, tb, tc) = r["other"], r["this"]
+            print(f"| octo-{size} | {ncam} | {window} | {dtype} | {batch} | {om:.1f} / {ob:.1f} | {tm:.1f} / {tb:.1f} "
+                  f"| {tm / om:.3f} | {oc:.1f} / {tc:.1f} | {tc / oc:.3f} |", flush=True)
         print(f"# load at the end {load()}")
         return 0
     print("| model | cameras | window | dtype | batch | median ms |")
