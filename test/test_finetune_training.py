@@ -228,3 +228,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path
     assert all(np.isfinite(v).all() for v in params.values())
     log = json.loads((out / "log.json").read_text())
     assert log["steps"] == step - 1
+
+
+def test_gradient_accumulation_averages_the_micro_batch_gradients(data, tmp_path):
+    tuner = Finetuner(quick(data, tmp_path / "ga", grad_accumulation=2, batch_size=2, clip_gradient=0.0))
+    tuner.module.train()
+    params = dict(tuner.module.named_parameters())
+    before = {n: params[n].detach().clone() for n in tuner.trainable}
+    tuner.train_step()  # the first update has learning rate 0 (optax counts from 0): nothing moves
+    assert all(torch.equal(before[n], params[n]) for n in tuner.trainable)
+    accumulated = {n: params[n].grad.clone() for n in tuner.trainable}
+    expected = {n: torch.zeros_like(params[n]) for n in tuner.trainable}
+    for micro in range(2):
+        batch, gen = tuner._make_batch(0, micro)
+        tuner.module.zero_grad()
+        tuner.loss(batch, gen, train=True)[0].backward()
+        for n in tuner.trainable:
+            expected[n] += params[n].grad / 2
+    assert sum(float(g.abs().sum()) for g in accumulated.values()) > 0
+    for n in tuner.trainable:
+        torch.testing.assert_close(accumulated[n], expected[n], rtol=1e-5, atol=1e-7)

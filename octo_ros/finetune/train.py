@@ -9,6 +9,7 @@ loaded fastest by the policy node), ``finetune_config.json``, ``log.json`` and `
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -285,8 +286,9 @@ class Finetuner:
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=0.0, betas=(0.9, 0.999), eps=1e-8,
                                            foreach=True)
         self.trainable_params = [params[n] for n in self.trainable]
-        self.rng = np.random.default_rng(cfg.seed)
-        self.torch_gen = torch.Generator().manual_seed(cfg.seed)
+        # batches are built one step ahead in a worker thread, overlapping the model's compute
+        self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="finetune-data")
+        self._pending: Dict[tuple, concurrent.futures.Future] = {}
         self.step = 0
         self.history = {"train": [], "val": []}
         self.last_saved: Optional[Path] = None
@@ -370,17 +372,35 @@ class Finetuner:
         self.module.train()
         return total / self.cfg.val_batches
 
+    def step_random(self, step: int, micro: int) -> tuple:
+        """(numpy, torch) generators of one micro-batch, from (seed, step, micro) alone: a run is
+        reproducible and a resumed run continues exactly, whatever ran before."""
+        rng = np.random.default_rng([self.cfg.seed, step, micro])
+        return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+    def _make_batch(self, step: int, micro: int) -> tuple:
+        rng, gen = self.step_random(step, micro)
+        return self.train_data.batch(self.train_data.draw(rng, self.cfg.batch_size), rng, train=True), gen
+
+    def _batch(self, step: int, micro: int) -> tuple:
+        key = (step, micro)
+        future = self._pending.pop(key, None) or self._prefetch.submit(self._make_batch, step, micro)
+        nxt = (step, micro + 1) if micro + 1 < self.cfg.grad_accumulation else (step + 1, 0)
+        if nxt not in self._pending and nxt[0] < self.cfg.steps:  # build the next one meanwhile
+            self._pending[nxt] = self._prefetch.submit(self._make_batch, *nxt)
+        return future.result()
+
     def train_step(self) -> dict:
         cfg = self.cfg
         for g in self.optimizer.param_groups:
             g["lr"] = lr_at(cfg, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
-        for _ in range(cfg.grad_accumulation):
-            batch = self.train_data.batch(self.train_data.draw(self.rng, cfg.batch_size), self.rng, train=True)
+        for micro in range(cfg.grad_accumulation):
+            batch, gen = self._batch(self.step, micro)
             if self.example_batch is None:
                 self.example_batch = self._example(batch)
-            loss, _ = self.loss(batch, self.torch_gen, train=True)
+            loss, _ = self.loss(batch, gen, train=True)
             value = float(loss.detach())
             if not math.isfinite(value):
                 where = str(self.last_saved) if self.last_saved else "none (no checkpoint was saved yet)"
@@ -440,6 +460,8 @@ class Finetuner:
         finally:
             if bar is not None:
                 bar.close()
+            self._prefetch.shutdown(wait=True, cancel_futures=True)
+            self._pending.clear()
             self.write_log()
         return self.out
 
@@ -485,8 +507,7 @@ class Finetuner:
         path = self.out / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "model": {n: p.detach().cpu() for n, p in self.module.named_parameters() if n in set(self.trainable)},
-                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
-                 "torch_gen": self.torch_gen.get_state(), "history": self.history, "identity": self.cfg.identity(),
+                 "optimizer": self.optimizer.state_dict(), "history": self.history, "identity": self.cfg.identity(),
                  "example_batch": self.example_batch, "last_saved": str(self.last_saved or "")}
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -505,8 +526,6 @@ class Finetuner:
             for n, v in state["model"].items():
                 params[n].copy_(v.to(params[n].device))
         self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.bit_generator.state = state["rng"]
-        self.torch_gen.set_state(state["torch_gen"])
         self.step = int(state["step"])
         self.history = state["history"]
         self.example_batch = state["example_batch"]
