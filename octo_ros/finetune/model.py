@@ -48,7 +48,7 @@ class ModelEdits:
     head: Optional[str] = None  # diffusion | l1 | mse: replace heads.action
     action_dim: Optional[int] = None
     action_horizon: Optional[int] = None
-    proprio_dim: Optional[int] = None  # add observation_tokenizers.proprio (LowdimObsTokenizer)
+    add_proprio: bool = False  # add observation_tokenizers.proprio (LowdimObsTokenizer)
     drop_cameras: Tuple[str, ...] = ()  # delete these image tokenizers (as example 02 deletes "wrist")
 
 
@@ -62,7 +62,7 @@ def edit_config(raw: dict, edits: ModelEdits) -> dict:
             raise ModelSetupError(f"--drop-camera {cam}: the checkpoint has no observation tokenizer {cam!r}; "
                                   f"it has {sorted(obs)}")
         del obs[cam]
-    if edits.proprio_dim:
+    if edits.add_proprio:
         # examples/02_finetune_new_observation_action.py
         obs["proprio"] = _spec(TOKENIZERS_MODULE, "LowdimObsTokenizer", n_bins=256, bin_type="normal",
                                low=-2.0, high=2.0, obs_keys=["proprio"])

@@ -213,16 +213,13 @@ class Finetuner:
         self.use_proprio = cfg.proprio or has_proprio_tok
         if self.use_proprio and ds0.state_dim is None:
             raise FinetuneError(f"{ds0.root}: the model needs proprio but the dataset has no observation.state")
+        proprio_dim = ds0.state_dim if self.use_proprio else None
         edits = ModelEdits(head=cfg.head, action_dim=cfg.action_dim or (ds0.action_dim if cfg.head else None),
-                           action_horizon=cfg.action_horizon, proprio_dim=ds0.state_dim if self.use_proprio else None,
+                           action_horizon=cfg.action_horizon, add_proprio=cfg.proprio and not has_proprio_tok,
                            drop_cameras=tuple(cfg.drop_cameras))
-        if cfg.proprio and has_proprio_tok:
-            edits.proprio_dim = ds0.state_dim  # keep the existing tokenizer spec; resize if needed
         try:
             self.config = edit_config(pretrained.cfg.raw, edits)
-            if cfg.proprio and has_proprio_tok:
-                self.config["model"]["observation_tokenizers"]["proprio"] = pretrained.cfg.raw["model"]["observation_tokenizers"]["proprio"]
-            module, self.fresh = build_module(pretrained, self.config, edits.proprio_dim)
+            module, self.fresh = build_module(pretrained, self.config, proprio_dim)
         except ValueError as exc:
             raise FinetuneError(str(exc)) from None
         self.window = int(cfg.window or pretrained.cfg.window_size or 2)
