@@ -150,13 +150,13 @@ def test_widowx_teleop_moves_by_speed_times_step_after_a_held_source_switch(ros)
 
 
 def test_ur5_teleop_moves_the_tcp_along_the_twist(ros):
-    ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params={
-        **adapter_parameters("ur5"), "dry_run": False, "source": "teleop"})
+    ros.spawn_module("ur5_adapter", "octo_ros.ros.nodes.ur5_adapter", params={**adapter_parameters("ur5"), "source": "teleop"})
     ros.spawn_module("teleop", "octo_ros.ros.nodes.teleop", params={**node_parameters("ur5", "teleop"), "linear_scale": 0.1})
     node = ros.node("teleop_ur5_probe")
     tcp = Collect(node, PoseStamped, "/tcp_pose")
     operator = TwistSource(node)
     ros.wait_for(lambda: len(tcp), 30.0, "tcp_pose")
+    AdapterProbe(ros, node, "ur5_adapter").set_dry_run(False)  # armed while its servo loop runs (RTDE watchdog)
     operator.set(linear=(0.0, 0.5, 0.0))  # +y of the UR base frame
     p0 = tcp.last()
     ros.wait_for(lambda: tcp.last().pose.position.y > p0.pose.position.y + 0.03, 15.0, "TCP moving +y")
