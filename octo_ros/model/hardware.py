@@ -61,7 +61,9 @@ def describe_bf16(device: Union[str, torch.device]) -> str:
     verdict = {True: "native bf16", False: "no native bf16 (bfloat16 runs as float32)", None: "bf16 support unknown"}[native]
     if device.type == "cpu":
         flags = cpu_flags()
-        shown = "unreadable" if flags is None else " ".join(sorted(flags & (NATIVE_BF16_FLAGS | {"avx2", "avx512f", "amx_tile"}))) or "none"
+        shown = "unreadable"
+        if flags is not None:
+            shown = " ".join(sorted(flags & (NATIVE_BF16_FLAGS | {"avx2", "avx512f", "amx_tile"}))) or "none"
         return f"cpu ({torch.backends.cpu.get_cpu_capability()}; flags: {shown}): {verdict}"
     return f"{device}: {verdict}"
 

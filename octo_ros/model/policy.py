@@ -11,6 +11,9 @@ Typical use (e.g. from the ROS policy node)::
 Observation windows are numpy dicts with a batch and a window axis: ``image_<cam>`` uint8
 (B, W, H, W, 3), optional ``proprio`` float32 (B, W, P), ``timestep_pad_mask`` bool (B, W) and
 optionally ``pad_mask_dict`` {key: bool (B, W)}.
+
+A policy serves one caller at a time: it keeps the previous call's image-stem outputs
+(``stem_cache``) so that consecutive windows, which share frames, encode each frame once.
 """
 
 from __future__ import annotations
