@@ -43,6 +43,15 @@ def stamp_seconds(stamp, fallback: float) -> float:
     return ns_to_seconds(ns) if ns > 0 else fallback
 
 
+def joint_index(names) -> dict[str, int]:
+    """Joint name -> its index in a JointState; ValueError for duplicated names (which value is meant?)."""
+    index = {str(n): i for i, n in enumerate(names)}
+    if len(index) != len(names):
+        dup = sorted({str(n) for n in names if list(names).count(n) > 1})
+        raise ValueError(f"duplicated joint names {dup}")
+    return index
+
+
 def _reason_kind(reason: str) -> str:
     """A hold reason without its numbers ("chunk stale (1.2 s > 1.0 s)" → "chunk stale (# s > # s)")."""
     return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)

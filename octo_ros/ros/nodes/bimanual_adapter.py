@@ -32,6 +32,7 @@ from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
+    joint_index,
     safety_config,
     stamp_seconds,
 )
@@ -84,7 +85,12 @@ class BimanualAdapterNode(AdapterNodeBase):
 
     def _on_joint_states(self, side: str, msg: JointState) -> None:
         ns = self.namespaces[side]
-        index = {n: i for i, n in enumerate(msg.name)}
+        try:
+            index = joint_index(msg.name)
+        except ValueError as err:
+            self.bad_states += 1
+            self.warnings.warn(f"state:{side}:duplicates", f"/{ns}/joint_states ignored: {err}")
+            return
         try:
             q = [msg.position[index[j]] for j in ARM_JOINTS]
             gripper = msg.position[index["gripper"]]

@@ -22,6 +22,7 @@ from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
+    joint_index,
     safety_config,
     stamp_seconds,
 )
@@ -64,7 +65,12 @@ class WidowXAdapterNode(AdapterNodeBase):
         self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
 
     def _on_joint_states(self, msg: JointState) -> None:
-        index = {n: i for i, n in enumerate(msg.name)}
+        try:
+            index = joint_index(msg.name)
+        except ValueError as err:
+            self.bad_states += 1
+            self.warnings.warn("state:duplicates", f"/{self.robot_name}/joint_states ignored: {err}")
+            return
         try:
             q = [msg.position[index[j]] for j in ARM_JOINTS]
         except (KeyError, IndexError):
