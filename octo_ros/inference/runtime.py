@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Collection, Generic, Optional, TypeVar
 
 import numpy as np
+import torch
 
 from octo_ros.datatypes import ObservationWindow
 from octo_ros.model.policy import OctoPolicy
@@ -59,11 +60,31 @@ def model_batch(window: ObservationWindow, observation_keys: Collection[str], ma
     return obs
 
 
+#: Longest instruction accepted, in characters: far above any the model can read (Octo reads 16
+#: T5 tokens), so that a task field or a log line never carries kilobytes.
+MAX_INSTRUCTION_CHARS = 500
+
+
+def log_text(text: str, limit: int = 120) -> str:
+    """Text from outside (an instruction) as it may appear in a log line: control characters and
+    ANSI escapes written as escapes, at most ``limit`` characters, quoted."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
+    return f"'{shown}'" + (f"… ({len(text)} characters)" if len(text) > limit else "")
+
+
 def validate_instruction(policy: OctoPolicy, text: str) -> str:
-    """The instruction, stripped, if the model can take it; TaskError otherwise."""
+    """The instruction, stripped, if the model can take it; TaskError otherwise (the one check for
+    every way an instruction arrives: service, topic)."""
     text = (text or "").strip()
     if not text:
         raise TaskError("instruction is empty (use clear_task to remove the task)")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise TaskError(f"instruction is {len(text)} characters long; at most {MAX_INSTRUCTION_CHARS} are accepted")
+    control = sorted({c for c in text if not c.isprintable()})
+    if control:
+        raise TaskError("instruction contains control characters "
+                        f"({', '.join(c.encode('unicode_escape').decode('ascii') for c in control)}); "
+                        "give plain text")
     if not policy.has_language:
         raise TaskError(f"model {policy.model_id} has no language input; give a goal image instead")
     if policy.text_tokenizer is None:
@@ -75,12 +96,36 @@ def validate_instruction(policy: OctoPolicy, text: str) -> str:
     return text
 
 
-def validate_goal_image(policy: OctoPolicy, input_name: str, rgb: np.ndarray) -> np.ndarray:
-    """The goal image if it matches the model's image input; TaskError otherwise."""
+def goal_image_shape(policy: OctoPolicy, input_name: str) -> tuple[int, int, int]:
+    """(H, W, 3) the model takes for goal images on ``input_name``; TaskError for no such input.
+    Checked before a goal image is decoded (nothing larger is decoded)."""
     expected = policy.observation_keys.get(input_name)
     if expected is None:
         raise TaskError(f"model {policy.model_id} has no image input '{input_name}' "
                         f"(it has {', '.join(k for k in policy.observation_keys if k.startswith('image_'))})")
+    return tuple(expected)
+
+
+def check_device(device: str) -> str:
+    """``device`` if this torch can use it; ValueError saying why not (checked before loading)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {device!r}: {why}; use device:=cpu (or auto)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif parsed.type not in ("cpu",):
+        raise ValueError(f"device {device!r}: only cpu and cuda devices are supported")
+    return device
+
+
+def validate_goal_image(policy: OctoPolicy, input_name: str, rgb: np.ndarray) -> np.ndarray:
+    """The goal image if it matches the model's image input; TaskError otherwise."""
+    expected = goal_image_shape(policy, input_name)
     if rgb.shape != tuple(expected):
         raise TaskError(f"goal image for {input_name} is {rgb.shape[1]}x{rgb.shape[0]}; "
                         f"the model takes {expected[1]}x{expected[0]} RGB")

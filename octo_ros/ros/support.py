@@ -115,8 +115,11 @@ def run_node(make_node: Callable[[], Node], name: str, threads: int = 1, realtim
             node.scheduling = make_current_thread_realtime(node.get_parameter("realtime_priority").value)
             log = node.get_logger().info if node.scheduling.realtime else node.get_logger().warning
             log(node.scheduling.describe())
-    except (ValueError, KeyError, OSError, RuntimeError, ParameterException) as err:
-        rclpy.logging.get_logger(name).fatal(str(err))
+    except Exception as err:  # noqa: BLE001 - any start-up failure: one FATAL line saying why, exit code 1
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        if not isinstance(err, (ValueError, KeyError, OSError, RuntimeError, ParameterException)) or not text:
+            text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+        rclpy.logging.get_logger(name).fatal(" ".join(text.split()))
         rclpy.try_shutdown()
         raise SystemExit(1) from None
     executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()

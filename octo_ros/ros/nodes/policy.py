@@ -27,7 +27,10 @@ from octo_ros.inference.runtime import (
     NewestSlot,
     Task,
     TaskError,
+    check_device,
     default_torch_threads,
+    goal_image_shape,
+    log_text,
     model_batch,
     validate_goal_image,
     validate_instruction,
@@ -62,6 +65,7 @@ class PolicyNode(Node):
         device = self.declare_parameter("device", "auto").value
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_device(device)
         dtype = self.declare_parameter("dtype", "float32").value
         threads = self.declare_parameter("torch_threads", 0).value
         tokenizer = resolve_tokenizer(self.declare_parameter("tokenizer", "").value, checkpoint)
@@ -76,6 +80,10 @@ class PolicyNode(Node):
             tune_malloc()  # this process runs the model: keep its activation memory mapped between calls
         self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or default_torch_threads(),
                                       step=None if step < 0 else step, tokenizer=tokenizer.path)
+        if not self.policy.dataset_statistics:
+            stats = Path(checkpoint) / "dataset_statistics.json"
+            raise ValueError(f"{stats} is {'empty' if stats.is_file() else 'missing'}: the checkpoint has no "
+                             "dataset statistics, so its actions cannot be unnormalized")
         if self.dataset_key is None and len(self.policy.dataset_keys) > 1:
             raise ValueError(f"checkpoint has statistics for several datasets {self.policy.dataset_keys}: "
                              "set 'dataset_statistics_key'")
@@ -126,39 +134,39 @@ class PolicyNode(Node):
     def _set_task(self, task: Task) -> None:
         with self._task_lock:
             self.task = task
-        self.get_logger().info(f"task: {task.describe()}")
+        self.get_logger().info(f"task: {log_text(task.describe())}")
         if task is NO_TASK:
             self._set_state(PolicyStatus.WAITING_FOR_TASK, "waiting for task")
         elif self.state != PolicyStatus.RUNNING:
             self._set_state(PolicyStatus.WAITING_FOR_OBSERVATION, "waiting for observation windows")
         self._publish_status()
 
-    def _on_set_instruction(self, request, response):
+    def _task_input(self, source: str, instruction: str | None = None, goal: Image | None = None) -> tuple[bool, str]:
+        """The one validation of a task, however it arrives (service, topic, goal image): the new
+        task is set, or nothing changes and the reason is logged (throttled per source)."""
         try:
-            text = validate_instruction(self.policy, request.instruction)
-        except TaskError as err:
-            response.success, response.message = False, f"instruction rejected: {err}; task unchanged"
-            self.get_logger().warning(response.message)
-            return response
-        self._set_task(Task(instruction=text, goals=self.task.goals))
-        response.success, response.message = True, f"task: {self.task.describe()}"
+            if goal is None:
+                task = Task(instruction=validate_instruction(self.policy, instruction), goals=self.task.goals)
+            else:
+                height, width, _ = goal_image_shape(self.policy, self.goal_input)  # nothing larger is decoded
+                rgb = validate_goal_image(self.policy, self.goal_input, decode_image_msg(goal, height * width))
+                task = Task(instruction=self.task.instruction, goals={self.goal_input: rgb})
+        except (PerceptionInputError, TaskError) as err:
+            message = f"{source} rejected: {err}; task unchanged"
+            self.warnings.warn(f"task:{source}:{type(err).__name__}", message)
+            return False, message
+        self._set_task(task)
+        return True, f"task: {log_text(task.describe())}"
+
+    def _on_set_instruction(self, request, response):
+        response.success, response.message = self._task_input("instruction (~/set_instruction)", request.instruction)
         return response
 
     def _on_instruction_topic(self, msg: String) -> None:
-        try:
-            text = validate_instruction(self.policy, msg.data)
-        except TaskError as err:
-            self.get_logger().warning(f"instruction topic: {err}; task unchanged")
-            return
-        self._set_task(Task(instruction=text, goals=self.task.goals))
+        self._task_input("instruction topic", msg.data)
 
     def _on_goal_image(self, msg: Image) -> None:
-        try:
-            rgb = validate_goal_image(self.policy, self.goal_input, decode_image_msg(msg))
-        except (PerceptionInputError, TaskError) as err:
-            self.get_logger().warning(f"goal_image rejected: {err}; task unchanged")
-            return
-        self._set_task(Task(instruction=self.task.instruction, goals={self.goal_input: rgb}))
+        self._task_input("goal_image", goal=msg)
 
     def _on_clear_task(self, request, response):
         self._set_task(NO_TASK)
