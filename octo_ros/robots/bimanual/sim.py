@@ -144,6 +144,9 @@ class AlohaSim:
         # Arm limits: the ViperX 300 S URDF limits, what the real followers and the adapter use (the
         # MuJoCo model's joint ranges round them to 5 decimals, e.g. 3.14158 for pi).
         self.lower, self.upper = np.array(VX300S.limits.lower), np.array(VX300S.limits.upper)
+        self._arm_qpos = np.concatenate([self._qpos_adr[arm][:6] for arm in ARMS])  # both arms' joints, for the end stops
+        self._arm_qvel = np.concatenate([self._qvel_adr[arm][:6] for arm in ARMS])
+        self._arm_lower, self._arm_upper = np.tile(self.lower, len(ARMS)), np.tile(self.upper, len(ARMS))
         fid = m.joint("vx300s_left/left_finger").id
         self.finger_lower, self.finger_upper = (float(v) for v in m.jnt_range[fid])
         self._env_qpos0: np.ndarray | None = None
@@ -331,14 +334,12 @@ class AlohaSim:
         """The arm joints stop at the URDF limits, as the real followers do (the Dynamixels' position
         limits): MuJoCo's soft joint limits let a driven or colliding arm pass them by up to ~1.7 rad."""
         d = self.data
-        for arm in ARMS:
-            qadr, vadr = self._qpos_adr[arm][:6], self._qvel_adr[arm][:6]
-            q = d.qpos[qadr]
-            below, above = q < self.lower, q > self.upper
-            if below.any() or above.any():
-                d.qpos[qadr] = np.clip(q, self.lower, self.upper)
-                v = d.qvel[vadr]
-                d.qvel[vadr] = np.where((below & (v < 0)) | (above & (v > 0)), 0.0, v)  # the end stop
+        q = d.qpos[self._arm_qpos]
+        below, above = q < self._arm_lower, q > self._arm_upper
+        if below.any() or above.any():
+            d.qpos[self._arm_qpos] = np.clip(q, self._arm_lower, self._arm_upper)
+            v = d.qvel[self._arm_qvel]
+            d.qvel[self._arm_qvel] = np.where((below & (v < 0)) | (above & (v > 0)), 0.0, v)  # the end stop
 
     def advance_to(self, t: float) -> int:
         """Step whole control periods until sim time reaches ``t``; returns how many were run."""

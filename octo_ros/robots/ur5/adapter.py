@@ -76,7 +76,9 @@ class URConfig:
     servo_lookahead_s: float = 0.1  # ur_rtde range 0.03–0.2
     servo_gain: float = 300.0  # ur_rtde range 100–2000
     rtde_watchdog_min_hz: float = 10.0  # ur_rtde setWatchdog default
-    servo_stop_deceleration: float = 10.0  # m/s², ur_rtde servoStop default
+    # m/s² for servoStop on e-stop and shutdown (ur_rtde's default is 10): from the 0.25 m/s cap to
+    # rest in 10 ms, within two 125 Hz control periods with the controller's latency
+    servo_stop_deceleration: float = 25.0
 
     def __post_init__(self):
         check_box("workspace_low", "workspace_high", self.workspace_low, self.workspace_high)
@@ -319,6 +321,10 @@ class URRTDEBackend:
             return URCycle(self.adapter.step(now), False)
         self._servoing = True
         return URCycle(out, True)
+
+    def stop_now(self) -> None:
+        """E-stop: servoStop at once (the e-stop is latched in the core; the next cycle holds)."""
+        self._stop_servo()
 
     def shutdown(self) -> None:
         self._stop_servo()

@@ -12,7 +12,10 @@
 * unlocking is refused during the first 5 s after a protective stop (dashboard rule), then the
   script must be re-uploaded;
 * once ``setWatchdog(f)`` was called, going more than 1/f s without input stops the script and
-  brings the arm to rest.
+  brings the arm to rest;
+* ``servoStop(a)`` ends servoing after the transport latency and brings the TCP to rest at the
+  deceleration ``a`` (m/s²; rotation at the same rate relative to its own limits), not at the
+  servo-tracking accelerations.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class FakeURController:
         self.last_input = self.time
         self._pending: list[tuple[float, np.ndarray, float]] = []  # (apply_at, pose, lookahead)
         self._target: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._stop: tuple[float, float] | None = None  # servoStop: (takes effect at, deceleration m/s²)
         self.servo_calls = 0
         self.control = FakeRTDEControl(self)
         self.receive = FakeRTDEReceive(self)
@@ -87,6 +91,17 @@ class FakeURController:
             if self.servo_active:
                 self._target = (pose[:3].copy(), rotation_exp(pose[3:6]), lookahead)
         vmax, wmax, amax, alphamax = self.limits
+        if self._stop is not None and self._stop[0] <= self.time:
+            self.servo_active, self._target = False, None
+            self._pending.clear()
+            decel = self._stop[1]
+            self.lin_vel += _cap(-self.lin_vel, decel * dt)
+            self.ang_vel += _cap(-self.ang_vel, decel * (alphamax / amax) * dt)
+            if not (self.lin_vel.any() or self.ang_vel.any()):
+                self._stop = None
+            self.position = self.position + self.lin_vel * dt
+            self.rotation = rotation_exp(self.ang_vel * dt) @ self.rotation
+            return
         if self.servo_active and self._target is not None:
             p_t, R_t, lookahead = self._target
             v_des = _cap(( p_t - self.position) / lookahead, vmax)
@@ -151,6 +166,7 @@ class FakeRTDEControl:
             r.trigger_protective_stop()  # the controller faults on an invalid target
             return False
         r.servo_active = True
+        r._stop = None
         r._pending.append((r.time + r.latency_s, pose, float(min(0.2, max(0.03, lookahead_time)))))
         return True
 
@@ -160,9 +176,7 @@ class FakeRTDEControl:
         if not r.commands_accepted():
             return False
         r.input_received()
-        r.servo_active = False
-        r._pending.clear()
-        r._target = None
+        r._stop = (r.time + r.latency_s, float(a))  # servoing continues until the stop arrives
         return True
 
     def stopScript(self) -> None:  # noqa: N802
