@@ -4,12 +4,16 @@ No rclpy here: message classes are plain generated Python types.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 
 from octo_ros.datatypes import ActionChunk, ObservationWindow
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
+from octo_ros.sim.tasks import TaskStatus
 from octo_ros.timebase import split_ns, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.msg import CameraWindow
@@ -105,3 +109,23 @@ def chunk_from_msg(msg: ActionChunkMsg) -> ActionChunk:
     if not msg.step_period > 0:
         raise ValueError(f"action chunk {msg.sequence}: step_period {msg.step_period} is not positive")
     return ActionChunk.from_msg(msg)
+
+
+def task_status_to_msg(status: TaskStatus, name: str) -> DiagnosticStatus:
+    """A simulator's task report as diagnostic_msgs/DiagnosticStatus: message = the instruction;
+    values task, seed, success, reward, time and the ground truth, each value JSON."""
+    msg = DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message=status.instruction, hardware_id="simulation")
+    fields = {"task": status.task, "seed": status.seed, "success": status.success, "reward": status.reward,
+              "time": status.time, **status.values}
+    msg.values = [KeyValue(key=k, value=json.dumps(v)) for k, v in fields.items()]
+    return msg
+
+
+def task_status_from_msg(msg: DiagnosticStatus) -> TaskStatus:
+    fields = {kv.key: json.loads(kv.value) for kv in msg.values}
+    try:
+        return TaskStatus(task=fields.pop("task"), seed=int(fields.pop("seed")), instruction=msg.message,
+                          success=bool(fields.pop("success")), reward=float(fields.pop("reward")),
+                          time=float(fields.pop("time")), values=fields)
+    except KeyError as missing:
+        raise ValueError(f"task status '{msg.name}' lacks {missing}") from None

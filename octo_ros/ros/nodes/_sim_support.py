@@ -4,6 +4,11 @@
 * Time: with ``sim_time`` true (or the node started with ``use_sim_time:=true``) stamps are the
   simulation time and ``/clock`` (rosgraph_msgs/Clock) is published every control tick; otherwise
   stamps are the node's wall clock.
+* Scripted-task episodes (``declare_episodes``): parameters ``episode_task`` (empty: no task, the
+  static scene) and ``episode_seed``; ``~/reset_episode`` (std_srvs/Trigger) lays out episode
+  ``episode_seed`` of ``episode_task`` and answers its instruction; ``~/task_status``
+  (diagnostic_msgs/DiagnosticStatus, octo_ros.ros.messages.task_status_to_msg) reports the task's
+  success check, computed from the simulator's own state, at ``task_status_rate``.
 * A render thread calls a render callback at the policy rate, off the executor, so a slow render
   (tens of ms) never blocks the joint-state / control loop; it is stopped and joined on close.
 """
@@ -15,14 +20,18 @@ from typing import Callable
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
 
 from octo_ros.robots.interbotix.driver_standin import JointStateSample
-from octo_ros.ros.messages import image_to_msg, ns_to_stamp
+from octo_ros.ros.messages import image_to_msg, ns_to_stamp, task_status_to_msg
 from octo_ros.ros.support import SENSOR_QOS, Diagnostics
+from octo_ros.sim.tasks import TaskStatus
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns, stamp_to_ns
 
 STEADY = ClockType.STEADY_TIME
@@ -84,6 +93,64 @@ class SimNodeBase(Node):
 
     def image_publisher(self, topic: str):
         return self.create_publisher(Image, topic, SENSOR_QOS)
+
+    # scripted-task episodes ---------------------------------------------------------------------
+    def declare_episodes(self, tasks, lay_out: Callable[[str, int], str], status: Callable[[], TaskStatus | None]) -> None:
+        """``tasks``: the names ``episode_task`` may take; ``lay_out(task, seed)`` (called under
+        ``self.lock``) starts that episode and returns its instruction; ``status()`` (under the lock)
+        is the current check, None without a task."""
+        self._tasks = tuple(tasks)
+        self._lay_out, self._task_status = lay_out, status
+        p = self.declare_parameter
+        p("episode_task", "")
+        p("episode_seed", 0)
+        rate = float(p("task_status_rate", 20.0).value)
+        if not rate > 0:
+            raise ValueError("task_status_rate must be > 0")
+        problem = self._episode_problem(self.get_parameter("episode_task").value, self.get_parameter("episode_seed").value)
+        if problem:
+            raise ValueError(problem)
+        self.add_on_set_parameters_callback(self._on_episode_parameters)
+        self.task_status_pub = self.create_publisher(DiagnosticStatus, "~/task_status", 10)
+        self.create_service(Trigger, "~/reset_episode", self._on_reset_episode)
+        self.create_steady_timer(rate, self._publish_task_status)
+        if self.get_parameter("episode_task").value:
+            self._reset_episode()
+
+    def _episode_problem(self, task=None, seed=None) -> str:
+        if task and task not in self._tasks:
+            return f"episode_task {task!r} is not a task of this simulator (known: {', '.join(self._tasks)})"
+        if seed is not None and seed < 0:
+            return f"episode_seed must be >= 0, got {seed}"
+        return ""
+
+    def _on_episode_parameters(self, params) -> SetParametersResult:
+        values = {param.name: param.value for param in params}
+        problem = self._episode_problem(values.get("episode_task"), values.get("episode_seed"))
+        return SetParametersResult(successful=not problem, reason=problem)
+
+    def _reset_episode(self) -> str:
+        task, seed = self.get_parameter("episode_task").value, int(self.get_parameter("episode_seed").value)
+        if not task:
+            raise ValueError("episode_task is empty: set it to one of " + ", ".join(self._tasks))
+        with self.lock:
+            instruction = self._lay_out(task, seed)
+        self.get_logger().info(f"episode {task} seed {seed}: {instruction!r}")
+        return instruction
+
+    def _on_reset_episode(self, request, response):
+        try:
+            response.message = self._reset_episode()
+            response.success = True
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+        return response
+
+    def _publish_task_status(self) -> None:
+        with self.lock:
+            status = self._task_status()
+        if status is not None:
+            self.task_status_pub.publish(task_status_to_msg(status, f"{self.get_name()}: task"))
 
     # rendering thread ---------------------------------------------------------------------------
     def start_render_thread(self, render_once: Callable[[], None], setup=None, teardown=None) -> None:

@@ -6,7 +6,9 @@ Per follower namespace (``arm_namespaces``, default ``follower_left``, ``followe
   pub ``<ns>/joint_states``          sensor_msgs/JointState (6 joints, gripper rad, left/right_finger m)
 Cameras (sensor-data QoS, rgb8): MuJoCo camera ``cameras[i]`` on ``camera_topics[i]``
 (default ``top`` → ``cam_high/image_raw``). ``~/reset`` (std_srvs/Trigger) puts both arms back
-at the start pose. ``/clock`` when ``sim_time`` is true. ``/diagnostics`` at 1 Hz.
+at the start pose. Tasks (``episode_task``, ``~/reset_episode``, ``~/task_status``;
+octo_ros.robots.bimanual.sim.TASKS): ``lift_cube`` puts the arms at the start pose and the cube at
+its seeded pose, judged by gym-aloha's reward. ``/clock`` when ``sim_time`` is true. ``/diagnostics`` at 1 Hz.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from octo_ros.robots.bimanual.sim import ARMS, AlohaRenderer, AlohaSim, AlohaSimConfig
+from octo_ros.robots.bimanual.sim import ARMS, TASKS, AlohaRenderer, AlohaSim, AlohaSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
 from octo_ros.ros.support import OK, run_node
 
@@ -69,6 +71,7 @@ class AlohaSimNode(SimNodeBase):
                                      lambda m, a=arm: self._on_single(a, m), 10)
         self.img_pubs = [self.image_publisher(t) for t in topics]
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.declare_episodes(TASKS, self._lay_out_episode, lambda: self.sim.task_status(self.now_sim()))
         self.create_steady_timer(cfg.control_rate_hz, self._tick)
         self.create_steady_timer(1.0, self._diagnostics)
         self.start_render_thread(self._render_once, self._render_setup, self._render_teardown)
@@ -96,14 +99,22 @@ class AlohaSimNode(SimNodeBase):
         for v in self.sim.violations[n:]:
             self.get_logger().warn(f"command rejected or clipped: {v}", throttle_duration_sec=1.0)
 
+    def _restart(self, reset) -> None:
+        """``reset()`` the sim (its time restarts at 0) with stamps staying monotonic (under the lock)."""
+        self.sim_offset += self.sim.time
+        reset()
+        # restart the real-time reference so the sim does not jump ahead after a reset
+        self.start = self.steady_now() - self.sim_offset
+
     def _on_reset(self, request, response):
         with self.lock:
-            self.sim_offset += self.sim.time
-            self.sim.reset()
-            # restart the real-time reference so the sim does not jump ahead after a reset
-            self.start = self.steady_now() - self.sim_offset
+            self._restart(self.sim.reset)
         response.success, response.message = True, "both arms at the start pose"
         return response
+
+    def _lay_out_episode(self, task: str, seed: int) -> str:
+        self._restart(lambda: self.sim.set_task(task, seed))
+        return TASKS[task].instruction
 
     # loop -----------------------------------------------------------------------------------
     def _tick(self) -> None:

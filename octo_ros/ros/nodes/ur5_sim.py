@@ -8,6 +8,8 @@ from what the adapter publishes about it, over a table-top scene.
                              (value − gripper_open_value) / (gripper_closed_value − gripper_open_value)
                              = fraction closed (defaults: Robotiq POS, 0 = open … 255 = closed)
   pub ``camera_topic``       sensor_msgs/Image rgb8, sensor-data QoS, at ``render_rate``
+Tasks (``episode_task``, ``~/reset_episode``, ``~/task_status``; octo_ros.robots.ur5.sim.TASKS):
+``reach_block`` lays out its blocks and judges the drawn arm's fingertips against them.
 Stamps: the newest input's stamp when ``stamp_from_input`` (the default: the image shows the
 state at that time), else the node clock.
 """
@@ -20,10 +22,11 @@ from transforms3d.quaternions import quat2mat
 
 from octo_ros.control.kinematics import rotation_log
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
-from octo_ros.robots.ur5.sim import UR5Scene, UR5SceneConfig, ur5_capsules
+from octo_ros.robots.ur5.sim import TASKS, UR5Scene, UR5SceneConfig, ur5_capsules
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg
 from octo_ros.ros.support import OK, run_node
 from octo_ros.sim.render import render_scene
+from octo_ros.timebase import ns_to_seconds
 
 
 class UR5SimNode(SimNodeBase):
@@ -43,6 +46,8 @@ class UR5SimNode(SimNodeBase):
         self.create_subscription(PoseStamped, p("tcp_pose_topic", "tcp_pose").value, self._on_pose, 10)
         self.create_subscription(JointState, p("joint_states_topic", "joint_states").value, self._on_joints, 10)
         self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
+        self.declare_episodes(TASKS, lambda task, seed: self.scene.set_task(task, seed).instruction,
+                              lambda: self.scene.task_status(ns_to_seconds(self.get_clock().now().nanoseconds)))
         self.create_steady_timer(1.0, self._diagnostics)
         self.start_render_thread(self._render_once)
         self.get_logger().info(f"UR5 camera sim at {self.render_rate:g} Hz")

@@ -6,6 +6,8 @@ Under ``/<robot_name>/`` (default ``wx250s``):
   pub ``joint_states``          sensor_msgs/JointState at ``update_rate`` (7 joints + fingers)
 Camera: ``camera_topic`` (default ``/camera/image_raw``), rgb8, sensor-data QoS, rendered at
 ``render_rate``. ``/<robot_name>/reset`` (std_srvs/Trigger) returns to the initial pose.
+Tasks (``episode_task``, ``~/reset_episode``, ``~/task_status``; octo_ros.robots.widowx.sim.TASKS):
+``reach_block`` lays out its blocks (the arm stays where it is; an operator drives it to the start).
 Joint dynamics are ``octo_ros.robots.interbotix.driver_standin`` (modes, profiles, limits).
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig
-from octo_ros.robots.widowx.sim import WidowXSim, WidowXSimConfig
+from octo_ros.robots.widowx.sim import TASKS, WidowXSim, WidowXSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
 from octo_ros.ros.support import OK, run_node
 
@@ -52,6 +54,7 @@ class WidowXSimNode(SimNodeBase):
         self.create_subscription(JointGroupCommand, f"/{ns}/commands/joint_group", self._on_group, 10)
         self.create_subscription(JointSingleCommand, f"/{ns}/commands/joint_single", self._on_single, 10)
         self.create_service(Trigger, f"/{ns}/reset", self._on_reset)
+        self.declare_episodes(TASKS, lambda task, seed: self.sim.set_task(task, seed).instruction, self.sim.task_status)
         self.img_pub = self.image_publisher(self.camera_topic)
         self.create_steady_timer(rate, self._tick)
         self.create_steady_timer(1.0, self._diagnostics)
