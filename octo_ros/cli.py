@@ -72,11 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_finetune(sub)
 
+    from octo_ros.ros.collect import register as register_collect
     from octo_ros.ros.demo import register as register_demo
     from octo_ros.ros.launcher import register as register_launch
 
     register_launch(sub)
     register_demo(sub)
+    register_collect(sub)
     return parser
 
 

@@ -43,7 +43,7 @@ class ReachTaskConfig:
     min_separation: float = 0.08  # between block centres
     success_xy: float = 0.015
     success_height: float = 0.03  # tip above the block's top face
-    rule: EpisodeRule = EpisodeRule(timeout_s=8.0, hold_s=0.6)
+    rule: EpisodeRule = EpisodeRule(timeout_s=10.0, hold_s=0.6)
     instruction: str = "put the gripper on the {colour} block"
 
 
@@ -104,36 +104,50 @@ def sample_scene(task: str, config: ReachTaskConfig, seed: int) -> ReachScene:
 
 @dataclass(frozen=True)
 class ReachExpertConfig:
-    max_speed: float = 0.12  # m/s, well inside what a teleop node integrates per step
-    gain: float = 2.0  # 1/s: velocity per metre of error
+    max_speed: float = 0.1  # m/s: a SpaceMouse at full deflection under the teleop node's default scale
+    gain: float = 1.5  # 1/s: velocity per metre of error (the teleop path lags one to two steps)
     clearance: float = 0.05  # m above the block top while moving sideways
     align_xy: float = 0.01  # m: descend once this close above the block
     goal_height: float = 0.012  # m above the top face: inside the success band
+    # s: how long a command takes to show in the measured tip (the teleop node averages over a
+    # step, the adapter executes at step boundaries, the arm tracks): commands sent this recently
+    # are taken as still under way, as an operator watching the arm does
+    lag_s: float = 0.4
 
 
 class ReachExpert:
-    """Velocity commands that bring the tip onto the named block (or to the start point)."""
+    """Velocity commands that bring the tip onto the named block (or to the start point). Call
+    with the measured tip and the time ``t`` (s, any monotonic clock) of the measurement."""
 
     def __init__(self, scene: ReachScene, config: ReachExpertConfig | None = None):
         self.scene = scene
         self.config = config or ReachExpertConfig()
+        self._sent: list[tuple[float, np.ndarray]] = []  # (time, velocity) of recent commands
 
-    def _towards(self, tip: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def _under_way(self, t: float) -> np.ndarray:
+        """Displacement commanded in the last ``lag_s`` (each command held until the next)."""
+        self._sent = [(ts, v) for ts, v in self._sent if ts >= t - self.config.lag_s]
+        ends = [ts for ts, _ in self._sent[1:]] + [t]
+        return sum((v * (end - ts) for (ts, v), end in zip(self._sent, ends)), np.zeros(3))
+
+    def _towards(self, goal: np.ndarray, tip: np.ndarray, t: float) -> np.ndarray:
         v = self.config.gain * (goal - tip)
         speed = float(np.linalg.norm(v))
-        return v if speed <= self.config.max_speed else v * (self.config.max_speed / speed)
+        v = v if speed <= self.config.max_speed else v * (self.config.max_speed / speed)
+        self._sent.append((t, v))
+        return v
 
-    def to_start(self, tip) -> np.ndarray:
+    def to_start(self, tip, t: float) -> np.ndarray:
         """Velocity towards the scene's start point (the reset before an episode)."""
-        return self._towards(np.asarray(tip, float), np.asarray(self.scene.start, float))
+        return self._towards(np.asarray(self.scene.start, float), np.asarray(tip, float) + self._under_way(t), t)
 
     def start_reached(self, tip, tolerance: float = 0.01) -> bool:
         return bool(np.linalg.norm(np.asarray(tip, float) - self.scene.start) <= tolerance)
 
-    def command(self, tip) -> tuple[np.ndarray, float]:
-        """(linear velocity m/s in the base frame, gripper 1 = open) for the tip at ``tip``."""
+    def command(self, tip, t: float) -> tuple[np.ndarray, float]:
+        """(linear velocity m/s in the base frame, gripper 1 = open) for the tip measured at ``tip``."""
         c = self.config
-        tip = np.asarray(tip, float)
+        tip = np.asarray(tip, float) + self._under_way(t)
         top = self.scene.target_top
         goal = top + (0.0, 0.0, c.goal_height)
         if np.hypot(*(tip[:2] - top[:2])) > c.align_xy:
@@ -143,4 +157,4 @@ class ReachExpert:
                 goal = np.array([tip[0], tip[1], safe])
             else:
                 goal = np.array([top[0], top[1], max(tip[2], safe)])
-        return self._towards(tip, goal), 1.0
+        return self._towards(goal, tip, t), 1.0

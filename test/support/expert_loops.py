@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from octo_ros.control.teleop import TwistTeleop, TwistTeleopConfig
 from octo_ros.sim.reach import ReachExpert
 from octo_ros.sim.tasks import EpisodeJudge
 
@@ -23,9 +24,17 @@ class EpisodeResult:
     reset_ok: bool
 
 
-def twist_action(velocity, gripper: float, dt: float = STEP) -> np.ndarray:
-    """One delta action [dx, dy, dz, 0, 0, 0, gripper] from a base-frame linear velocity held for ``dt``."""
-    return np.concatenate([np.asarray(velocity, float) * dt, np.zeros(3), [gripper]])
+class Teleop:
+    """The teleop node's core for a twist operator: the input at step start ``t`` is integrated
+    over the step ending at ``t`` (the previous input held), as the node publishes it."""
+
+    def __init__(self):
+        self.core = TwistTeleop(TwistTeleopConfig())
+
+    def action(self, t: float, velocity, gripper: float) -> np.ndarray:
+        self.core.on_twist(t, np.asarray(velocity, float) / self.core.config.linear_scale, (0.0, 0.0, 0.0))
+        self.core.on_gripper(gripper)
+        return self.core.action(t)
 
 
 class RandomTwistOperator:
@@ -35,28 +44,26 @@ class RandomTwistOperator:
         self.max_speed = max_speed
         self.rng = np.random.default_rng(10_000 + seed)
 
-    def command(self, tip) -> tuple[np.ndarray, float]:
+    def command(self, tip, t: float) -> tuple[np.ndarray, float]:
         return self.rng.uniform(-self.max_speed, self.max_speed, 3), float(self.rng.integers(2))
 
 
 def _reach_episode(robot, task: str, seed: int, operator: str) -> EpisodeResult:
-    """``robot``: an object with set_task, tip(), tick(action or None) advancing one step."""
+    """``robot``: a loop below (set_task, tip, status, tick advancing one step, t)."""
     scene = robot.set_task(task, seed)
     expert = ReachExpert(scene)
-    t = 0.0
-    for _ in range(int(6.0 / STEP)):  # reset: drive to the start point, not judged
+    teleop = Teleop()
+    for _ in range(int(8.0 / STEP)):  # reset: drive to the start point, not judged
         if expert.start_reached(robot.tip()):
             break
-        robot.tick(twist_action(expert.to_start(robot.tip()), 1.0))
-        t += STEP
+        robot.tick(teleop.action(robot.t, expert.to_start(robot.tip(), robot.t), 1.0))
     reset_ok = expert.start_reached(robot.tip())
     player = expert if operator == "expert" else RandomTwistOperator(expert.config.max_speed, seed)
-    judge = EpisodeJudge(scene.config.rule, start=t)
-    while judge.update(t, robot.status().success) is None:
-        v, g = player.command(robot.tip())
-        robot.tick(twist_action(v, g))
-        t += STEP
-    return EpisodeResult(judge.outcome, t - judge.start, reset_ok)
+    judge = EpisodeJudge(scene.config.rule, start=robot.t)
+    while judge.update(robot.t, robot.status().success) is None:
+        v, g = player.command(robot.tip(), robot.t)
+        robot.tick(teleop.action(robot.t, v, g))
+    return EpisodeResult(judge.outcome, robot.t - judge.start, reset_ok)
 
 
 class WidowXLoop:
@@ -74,6 +81,7 @@ class WidowXLoop:
         driver = InterbotixSimConfig(arm_profile_type="velocity", arm_profile_velocity=0.0)
         self.sim = WidowXSim(WidowXSimConfig(initial_q=q0, driver=driver, image_width=64, image_height=48))
         self.adapter = WidowXAdapter(WidowXConfig())
+        self.adapter.set_source("teleop")
         self.t = 0.0
         self._feed()
         self.adapter.set_dry_run(False)
@@ -92,7 +100,7 @@ class WidowXLoop:
         return self.sim.task_status()
 
     def tick(self, action):
-        self.adapter.add_chunk(np.asarray(action, float)[None], self.t, self.t)
+        self.adapter.add_chunk(np.asarray(action, float)[None], self.t, self.t, "teleop")
         self._feed()
         out = self.adapter.step(self.t)
         if out.send:
@@ -118,6 +126,7 @@ class UR5Loop:
         # seconds (the speed caps and the interpolation between steps are the same)
         config = URConfig(workspace_low=(0.25, -0.30, 0.05), workspace_high=(0.60, 0.30, 0.45), control_frequency_hz=25.0)
         self.backend = URRTDEBackend(config, "127.0.0.1", connect=self.fake.connect)
+        self.backend.adapter.set_source("teleop")
         assert self.backend.arm(self.t) == ""
         self.scene = UR5Scene(UR5SceneConfig(image_width=64, image_height=48))
         self._show()
@@ -135,7 +144,7 @@ class UR5Loop:
         return self.scene.task_status(self.t)
 
     def tick(self, action):
-        self.backend.adapter.add_chunk(np.asarray(action, float)[None], self.t, self.t)
+        self.backend.adapter.add_chunk(np.asarray(action, float)[None], self.t, self.t, "teleop")
         dt = self.backend.config.control_period_s
         for _ in range(int(round(STEP / dt))):
             self.backend.cycle(self.t)
@@ -177,6 +186,7 @@ class BimanualLoop:
 
         self.sim = AlohaSim(AlohaSimConfig(gripper_joint_open=1.6214, gripper_joint_close=0.6197))
         self.adapter = BimanualAdapter(BimanualConfig())
+        self.adapter.set_source("teleop")
         self.offset = 0.0  # sim time restarts at every reset; the adapter's clock must not
         self._feed()
 
@@ -189,8 +199,9 @@ class BimanualLoop:
             self.adapter.update_joint_state(side, js.position[:6], js.position[6], self.offset + js.stamp, now=self.now())
 
     def episode(self, task: str, seed: int, operator: str) -> EpisodeResult:
-        from octo_ros.robots.bimanual.expert import LiftCubeExpert
+        from octo_ros.robots.bimanual.expert import LEADER_JOINTS, LiftCubeExpert, leader_joint_positions
         from octo_ros.robots.bimanual.sim import TASKS
+        from octo_ros.robots.bimanual.teleop import LeaderTeleop, LeaderTeleopConfig
 
         self.adapter.set_dry_run(True)  # the reset teleports the arms: disarmed, as collect does
         self.offset += self.sim.time + self.sim.control_dt
@@ -199,10 +210,16 @@ class BimanualLoop:
         self.adapter.set_dry_run(False)
         start = self.sim.qpos14()
         player = LiftCubeExpert(cube, start, model=self.sim.model) if operator == "expert" else RandomJointOperator(start, seed)
+        teleop = LeaderTeleop(LeaderTeleopConfig())
         judge = EpisodeJudge(TASKS[task].rule, start=0.0)
         while judge.update(self.sim.time, self.sim.task_status().success) is None:
             now = self.now()
-            self.adapter.add_chunk(player.action(self.sim.time)[None], now, now)
+            # the operator's 14-D intent → leader joint states → the teleop node's action
+            for side, positions in leader_joint_positions(player.action(self.sim.time), teleop.config).items():
+                teleop.update(side, LEADER_JOINTS, positions, now)
+            action, why = teleop.action(now)
+            assert action is not None, why
+            self.adapter.add_chunk(action[None], now, now, "teleop")
             self._feed()
             out = self.adapter.step(now)
             if out.send:

@@ -17,6 +17,10 @@ import mujoco
 import numpy as np
 
 from octo_ros.robots.bimanual.sim import load_model
+from octo_ros.robots.bimanual.teleop import SIDES, LeaderTeleopConfig
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
+
+LEADER_JOINTS = (*ARM_JOINTS, "gripper")  # what a leader's joint_states carry (and the teleop reads)
 
 # The right gripper pointing straight down, its fingers closing along the world y axis (columns:
 # the gripper_link x, y, z axes in the world frame).
@@ -124,3 +128,16 @@ class LiftCubeExpert:
         right = np.array([np.interp(t, self.times, self.right[:, j]) for j in range(6)])
         g = float(np.interp(t, self.times, self.right_gripper))
         return np.concatenate([self.left, right, [g]])
+
+
+def leader_joint_positions(action14, config: LeaderTeleopConfig) -> dict[str, np.ndarray]:
+    """The leader arms' joint positions (``LEADER_JOINTS``, rad) that the teleop node maps to
+    ``action14``: the six joints as they are, the gripper joint unnormalized with the leader's constants."""
+    a = np.asarray(action14, float)
+    out = {}
+    for k, side in enumerate(SIDES):
+        open_rad, close_rad = config.gripper(side)
+        arm = a[7 * k: 7 * k + 7].copy()
+        arm[6] = close_rad + arm[6] * (open_rad - close_rad)
+        out[side] = arm
+    return out

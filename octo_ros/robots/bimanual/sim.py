@@ -229,7 +229,8 @@ class AlohaSim:
         spec = TASKS[name]
         reward = self.transfer_cube_reward()
         return TaskStatus(name, seed, spec.instruction, reward >= spec.success_reward, float(reward),
-                          self.time if time is None else time, {"cube": tuple(float(v) for v in self.cube_pose())})
+                          self.time if time is None else time,
+                          {"cube": tuple(float(v) for v in self.cube_pose()), "qpos14": tuple(float(v) for v in self.qpos14())})
 
     def snapshot(self) -> np.ndarray:
         """A copy of the full qpos (what ``AlohaRenderer.render`` needs)."""

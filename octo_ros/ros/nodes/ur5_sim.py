@@ -3,6 +3,7 @@
 from what the adapter publishes about it, over a table-top scene.
 
   sub ``tcp_pose_topic``     geometry_msgs/PoseStamped, the TCP in the robot base frame → IK → drawn arm
+                             (the newest pose only, solved when a frame or a task status needs it)
   sub ``joint_states_topic`` sensor_msgs/JointState: the six UR joints (``shoulder_pan_joint`` …), used
                              directly when present; entry ``gripper_joint`` sets the gripper opening,
                              (value − gripper_open_value) / (gripper_closed_value − gripper_open_value)
@@ -42,12 +43,13 @@ class UR5SimNode(SimNodeBase):
         self.stamp_from_input = bool(p("stamp_from_input", True).value)
         self.frame_id = p("camera_frame_id", "camera_color_optical_frame").value
         self.last_input_stamp = None
+        self.pending_pose = None  # the newest TCP pose, solved when it is shown or judged
         self.ik_failures_logged = 0
         self.create_subscription(PoseStamped, p("tcp_pose_topic", "tcp_pose").value, self._on_pose, 10)
         self.create_subscription(JointState, p("joint_states_topic", "joint_states").value, self._on_joints, 10)
         self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
         self.declare_episodes(TASKS, lambda task, seed: self.scene.set_task(task, seed).instruction,
-                              lambda: self.scene.task_status(ns_to_seconds(self.get_clock().now().nanoseconds)))
+                              lambda: self._solve_pending().task_status(ns_to_seconds(self.get_clock().now().nanoseconds)))
         self.create_steady_timer(1.0, self._diagnostics)
         self.start_render_thread(self._render_once)
         self.get_logger().info(f"UR5 camera sim at {self.render_rate:g} Hz")
@@ -59,10 +61,17 @@ class UR5SimNode(SimNodeBase):
         except ValueError:
             return
         with self.lock:
-            if not self.scene.set_tcp_pose([o.x, o.y, o.z, *rotvec]):
-                self.get_logger().warn(f"no IK solution for TCP pose {o.x:.3f} {o.y:.3f} {o.z:.3f}",
-                                       throttle_duration_sec=2.0)
+            # poses come at the controller rate (125 Hz and more): IK only for the newest one, when needed
+            self.pending_pose = [o.x, o.y, o.z, *rotvec]
             self.last_input_stamp = msg.header.stamp
+
+    def _solve_pending(self) -> UR5Scene:
+        """The scene at the newest TCP pose (call under the lock)."""
+        pose, self.pending_pose = self.pending_pose, None
+        if pose is not None and not self.scene.set_tcp_pose(pose):
+            self.get_logger().warn(f"no IK solution for TCP pose {pose[0]:.3f} {pose[1]:.3f} {pose[2]:.3f}",
+                                   throttle_duration_sec=2.0)
+        return self.scene
 
     def _on_joints(self, msg: JointState) -> None:
         index = {n: i for i, n in enumerate(msg.name)}
@@ -72,6 +81,7 @@ class UR5SimNode(SimNodeBase):
                     self.scene.set_joint_positions([msg.position[index[j]] for j in UR_JOINTS])
                 except ValueError:
                     return
+                self.pending_pose = None  # measured joints beat a solved pose
                 self.last_input_stamp = msg.header.stamp
             if self.gripper_joint in index and index[self.gripper_joint] < len(msg.position):
                 v = msg.position[index[self.gripper_joint]]
@@ -80,7 +90,7 @@ class UR5SimNode(SimNodeBase):
 
     def _render_once(self, _ctx) -> None:
         with self.lock:
-            q, g, stamp = self.scene.q.copy(), self.scene.gripper_closed, self.last_input_stamp
+            q, g, stamp = self._solve_pending().q.copy(), self.scene.gripper_closed, self.last_input_stamp
         img = render_scene(self.scene.camera(), self.scene.scene, ur5_capsules(q, g))
         if stamp is None or not self.stamp_from_input:
             stamp = self.get_clock().now().to_msg()
