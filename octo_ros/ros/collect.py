@@ -19,18 +19,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import yaml
 
 FINISHED = ("success", "failure")
 OPERATOR = "octo-ros collect (scripted expert)"
 UNFINISHED_DIR = ".unfinished"
-LOG_NAME = ".collect.log"
+LOG_NAME = ".collect.log"  # the graph's output, in OUT
 
 
 @dataclass(frozen=True)
@@ -116,167 +115,9 @@ def collect_specs(robot: str, task: str, out: Path, assignments: dict[str, str])
         topics = spec.parameters.get("topics")
         if spec.name == "recorder" and topics is not None and "teleop/action_chunk" not in topics:
             spec.parameters["topics"] = [*topics, "teleop/action_chunk"]
-    import yaml
-
     params = {"robot": robot, **{k: yaml.safe_load(v) for k, v in teleop.items()}}
     specs.append(NodeSpec(name="teleop", executable="teleop", parameters=params))
     return specs
-
-
-# ------------------------------------------------------------------------------ the operator
-
-
-class Operator:
-    """This process's ROS side: the expert's inputs to the teleop node, the simulator's task
-    status, and the service calls that reset, arm and record."""
-
-    def __init__(self, robot: str, graph, node_names: tuple[str, str]):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticStatus
-        from geometry_msgs.msg import Twist
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64
-
-        from octo_ros.ros.messages import task_status_from_msg
-
-        self.robot, self.graph = robot, graph
-        self.adapter, self.sim = node_names
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("octo_ros_collect", context=self.context)
-        self._lock = threading.Lock()
-        self.status = None
-        self.statuses = 0
-        self._from_msg = task_status_from_msg
-        self.node.create_subscription(DiagnosticStatus, f"/{self.sim}/task_status", self._on_status, 10)
-        if robot == "bimanual":
-            self.leaders = [self.node.create_publisher(JointState, f"/leader_{side}/joint_states", 10)
-                            for side in ("left", "right")]
-        else:
-            self.twist = self.node.create_publisher(Twist, "spacenav/twist", 10)
-            self.gripper = self.node.create_publisher(Float64, "teleop/gripper", 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True, name="collect-executor")
-        self._spin.start()
-
-    def _spin_loop(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # the context shut down under us
-                if self.context.ok():
-                    raise
-
-    def _on_status(self, msg) -> None:
-        try:
-            status = self._from_msg(msg)
-        except ValueError:
-            return
-        with self._lock:
-            self.status, self.statuses = status, self.statuses + 1
-
-    def latest(self):
-        with self._lock:
-            return self.status, self.statuses
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if self.graph.check():
-                raise RuntimeError(f"{', '.join(self.graph.failed)} died while waiting for {what} (see {LOG_NAME})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what} (see {LOG_NAME})")
-            time.sleep(0.01)
-
-    def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            self.wait(lambda: client.service_is_ready(), timeout, f"the service {name}")
-            future = client.call_async(request)
-            self.wait(future.done, timeout, f"an answer from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    # services -------------------------------------------------------------------------------
-    def lay_out(self, task: str, seed: int) -> str:
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-        from std_srvs.srv import Trigger
-
-        params = [Parameter(name="episode_task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
-                  Parameter(name="episode_seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))]
-        results = self.call(SetParameters, f"/{self.sim}/set_parameters", SetParameters.Request(parameters=params)).results
-        refused = [r.reason for r in results if not r.successful]
-        if refused:
-            raise RuntimeError(f"{self.sim} refused the episode: {'; '.join(refused)}")
-        reply = self.call(Trigger, f"/{self.sim}/reset_episode", Trigger.Request())
-        if not reply.success:
-            raise RuntimeError(f"{self.sim} could not lay out the episode: {reply.message}")
-        _, count = self.latest()
-        self.wait(lambda: self.latest()[1] > count + 1 and self.latest()[0].seed == seed, 10.0, "the new episode's status")
-        return reply.message
-
-    def arm(self, armed: bool) -> None:
-        from std_srvs.srv import SetBool
-
-        reply = self.call(SetBool, f"/{self.adapter}/set_dry_run", SetBool.Request(data=not armed))
-        if not reply.success:
-            raise RuntimeError(f"{self.adapter} refused to {'arm' if armed else 'disarm'}: {reply.message}")
-
-    def start_episode(self, instruction: str, metadata: dict[str, str]) -> str:
-        from diagnostic_msgs.msg import KeyValue
-
-        from octo_ros_msgs.srv import StartEpisode
-
-        request = StartEpisode.Request(instruction=instruction, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
-        reply = self.call(StartEpisode, "/recorder/start_episode", request)
-        if not reply.success:
-            raise RuntimeError(f"the recorder did not start an episode: {reply.message}")
-        return reply.bag_path
-
-    def stop_episode(self, outcome: str, notes: dict[str, str]) -> str:
-        from diagnostic_msgs.msg import KeyValue
-
-        from octo_ros_msgs.srv import StopEpisode
-
-        request = StopEpisode.Request(outcome=outcome, metadata=[KeyValue(key=k, value=str(v)) for k, v in notes.items()])
-        reply = self.call(StopEpisode, "/recorder/stop_episode", request)
-        if not reply.success:
-            raise RuntimeError(f"the recorder did not stop the episode cleanly: {reply.message}")
-        return reply.bag_path
-
-    # operator inputs ----------------------------------------------------------------------------
-    def send_twist(self, velocity, gripper: float, linear_scale: float) -> None:
-        from geometry_msgs.msg import Twist
-        from std_msgs.msg import Float64
-
-        msg = Twist()
-        msg.linear.x, msg.linear.y, msg.linear.z = (float(v) / linear_scale for v in velocity)
-        self.twist.publish(msg)
-        self.gripper.publish(Float64(data=float(gripper)))
-
-    def send_leaders(self, action14, leader_gripper: tuple[float, float]) -> None:
-        from sensor_msgs.msg import JointState
-
-        from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
-
-        open_rad, close_rad = leader_gripper
-        stamp = self.node.get_clock().now().to_msg()
-        for k, pub in enumerate(self.leaders):
-            a = np.asarray(action14[7 * k: 7 * k + 7], float)
-            msg = JointState(name=[*ARM_JOINTS, "gripper"], position=[*a[:6], close_rad + a[6] * (open_rad - close_rad)])
-            msg.header.stamp = stamp
-            pub.publish(msg)
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._spin.join(timeout=2.0)
 
 
 # ------------------------------------------------------------------------------ episodes
@@ -291,12 +132,13 @@ class EpisodeRecord:
     bag: str
 
 
-def _reach_episode(op: Operator, task: str, seed: int, metadata: dict, linear_scale: float) -> tuple[str, float, str]:
+def _reach_episode(op, task: str, seed: int, metadata: dict, linear_scale: float) -> tuple[str, float, str]:
     from octo_ros.sim.reach import ReachExpert, sample_scene
     from octo_ros.sim.tasks import EpisodeJudge
 
     scene = sample_scene(task, robot_tasks(op.robot).tasks[task], seed)
     expert = ReachExpert(scene)
+    op.arm(True)
     # reset: drive to the scene's start point (not recorded)
     deadline = time.monotonic() + 15.0
     while True:
@@ -323,7 +165,7 @@ def _reach_episode(op: Operator, task: str, seed: int, metadata: dict, linear_sc
     return judge.outcome, status.time - judge.start, bag
 
 
-def _bimanual_episode(op: Operator, task: str, seed: int, metadata: dict, leader_gripper) -> tuple[str, float, str]:
+def _bimanual_episode(op, task: str, seed: int, metadata: dict, leader) -> tuple[str, float, str]:
     from octo_ros.robots.bimanual.expert import LiftCubeExpert
     from octo_ros.sim.tasks import EpisodeJudge
 
@@ -331,18 +173,22 @@ def _bimanual_episode(op: Operator, task: str, seed: int, metadata: dict, leader
     status, _ = op.latest()
     start = np.asarray(status.values["qpos14"], float)
     expert = LiftCubeExpert(status.values["cube"], start)
-    # the leaders at the followers' pose before recording, so the first recorded actions hold
-    until = time.monotonic() + 0.5
-    while time.monotonic() < until:
-        op.send_leaders(start, leader_gripper)
-        time.sleep(0.02)
+    # the leaders at the followers' (reset) pose before arming: the teleop's newest action is that
+    # pose, not where the leaders were at the end of the last episode; and a moment more before
+    # recording, so the first recorded actions hold
+    for armed in (False, True):
+        if armed:
+            op.arm(True)
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            op.send_leaders(start, leader)
+            time.sleep(0.02)
     bag = op.start_episode(spec.instruction, metadata)
     status, count = op.latest()
     judge = EpisodeJudge(spec.rule, start=status.time)
-    t0 = time.monotonic()
     while judge.outcome is None:
-        op.send_leaders(expert.action(time.monotonic() - t0), leader_gripper)
         status, n = op.latest()
+        op.send_leaders(expert.follow(status.values["qpos14"], status.time), leader)
         if n > count:
             count = n
             judge.update(status.time, status.success)
@@ -361,6 +207,7 @@ def run_collect(robot: str, task: str | None, episodes: int, seed: int, out: Pat
     from octo_ros.robots.bimanual.teleop import LeaderTeleopConfig
     from octo_ros.ros.graph import ADAPTERS, SIMULATORS
     from octo_ros.ros.launcher import GraphProcess
+    from octo_ros.ros.operator import Operator
 
     tasks = robot_tasks(robot)
     task = task or tasks.default
@@ -380,9 +227,10 @@ def run_collect(robot: str, task: str | None, episodes: int, seed: int, out: Pat
     specs = collect_specs(robot, task, out, assignments)
     teleop_params = next(s.parameters for s in specs if s.name == "teleop")
     linear_scale = float(teleop_params.get("linear_scale", TwistTeleopConfig.linear_scale))
-    leader = LeaderTeleopConfig()
-    leader_gripper = (float(teleop_params.get("right_gripper_open", leader.right_gripper_open_rad)),
-                      float(teleop_params.get("right_gripper_close", leader.right_gripper_close_rad)))
+    d = LeaderTeleopConfig()
+    leader = LeaderTeleopConfig(**{f"{side}_gripper_{end}_rad": float(teleop_params.get(f"{side}_gripper_{end}",
+                                                                                          getattr(d, f"{side}_gripper_{end}_rad")))
+                                   for side in ("left", "right") for end in ("open", "close")})
     os.environ.setdefault("MUJOCO_GL", "egl")
     # The operator commands real topic names: keep the graph on this machine.
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -397,13 +245,12 @@ def run_collect(robot: str, task: str | None, episodes: int, seed: int, out: Pat
         op.wait(lambda: op.latest()[0] is not None, 120.0, f"{SIMULATORS[robot]}'s task status")
         for index in todo:
             episode_seed = seed + index
-            op.arm(False)  # the reset may move the arms: never while armed
+            op.arm(False)  # the reset may move the arms: never while armed; each episode arms
             op.lay_out(task, episode_seed)
-            op.arm(True)
             metadata = {"operator": OPERATOR, "task": task, "task_seed": episode_seed, "collect_episode": index,
                         "collect_seed": seed, "collect_episodes": episodes}
             if robot == "bimanual":
-                outcome, seconds, bag = _bimanual_episode(op, task, episode_seed, metadata, leader_gripper)
+                outcome, seconds, bag = _bimanual_episode(op, task, episode_seed, metadata, leader)
             else:
                 outcome, seconds, bag = _reach_episode(op, task, episode_seed, metadata, linear_scale)
             status, _ = op.latest()
@@ -430,6 +277,9 @@ def _cmd_collect(args) -> int:
     except (RuntimeError, ValueError) as err:
         print(f"octo-ros collect failed: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("octo-ros collect: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     if records:
         successes = sum(r.outcome == "success" for r in records)
         print(f"octo-ros collect: {successes}/{len(records)} episodes of this run succeeded")

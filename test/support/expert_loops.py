@@ -170,7 +170,7 @@ class RandomJointOperator:
         self.q = self.start.copy()
         self.step_rad = step_rad
 
-    def action(self, t: float) -> np.ndarray:
+    def follow(self, measured14, t: float) -> np.ndarray:
         self.q += self.rng.normal(0.0, self.step_rad, 14)
         self.q = np.clip(self.q, self.start - 0.8, self.start + 0.8)
         self.q[[6, 13]] = self.rng.integers(2, size=2)
@@ -215,7 +215,8 @@ class BimanualLoop:
         while judge.update(self.sim.time, self.sim.task_status().success) is None:
             now = self.now()
             # the operator's 14-D intent → leader joint states → the teleop node's action
-            for side, positions in leader_joint_positions(player.action(self.sim.time), teleop.config).items():
+            intent = player.follow(self.sim.qpos14(), self.sim.time)
+            for side, positions in leader_joint_positions(intent, teleop.config).items():
                 teleop.update(side, LEADER_JOINTS, positions, now)
             action, why = teleop.action(now)
             assert action is not None, why

@@ -38,6 +38,13 @@ class LiftPlanConfig:
     close_s: float = 0.6
     lift_s: float = 1.0
     sample_s: float = 0.05  # IK samples along straight segments
+    # rad: the plan's clock runs only while the right arm is this close to the planned joints, so a
+    # follower that lags (a stalled simulator, an adapter hold) is waited for, as by a person
+    track_tolerance: float = 0.15
+    settle_tolerance: float = 0.08  # rad: the arm this close to the grasp pose before the gripper closes
+    # s: the most the plan advances per call, so a simulator that stalls and catches up never makes
+    # it jump (a jump is a joint-space shortcut that may sweep the fingers into the cube)
+    max_advance_s: float = 0.1
 
 
 class ArmIK:
@@ -105,6 +112,7 @@ class LiftCubeExpert:
         q_above = ik.solve(above, GRASP_ROTATION, ik.pointing_down_seed(above))
         times, arm, grip = [0.0, c.move_s], [q0, q_above], [1.0, 1.0]
         t, q = c.move_s, q_above
+        self.settle_time = c.move_s + c.descend_s  # at the grasp pose, before closing
         segments = ((above, grasp, c.descend_s, 1.0, 1.0), (grasp, grasp, c.close_s, 1.0, 0.0),
                     (grasp, lifted, c.lift_s, 0.0, 0.0))
         for a, b, duration, g0, g1 in segments:  # straight lines, IK-solved every sample_s
@@ -119,12 +127,31 @@ class LiftCubeExpert:
         self.right = np.array(arm)
         self.right_gripper = np.array(grip)
         self.left = start14[:7].copy()
+        self.plan_time = 0.0
+        self._last: float | None = None
 
     @property
     def duration(self) -> float:
         return float(self.times[-1])
 
+    def follow(self, measured14, t: float) -> np.ndarray:
+        """The leader target for the followers measured at ``measured14`` (ALOHA layout) at time
+        ``t`` (s, the simulator's clock): the plan advanced by the time since the last call while
+        the right arm tracks it."""
+        dt = 0.0 if self._last is None else min(max(0.0, t - self._last), self.config.max_advance_s)
+        self._last = t
+        right = np.asarray(measured14, float)[7:13]
+        lag = np.max(np.abs(right - self.action(self.plan_time)[7:13]))
+        if lag <= self.config.track_tolerance:
+            t = min(self.plan_time + dt, self.duration)
+            if self.plan_time <= self.settle_time < t:  # close only once the arm is at the grasp pose
+                settled = np.max(np.abs(right - self.action(self.settle_time)[7:13])) <= self.config.settle_tolerance
+                t = t if settled else self.settle_time
+            self.plan_time = t
+        return self.action(self.plan_time)
+
     def action(self, t: float) -> np.ndarray:
+        """The plan at ``t`` s after its start."""
         right = np.array([np.interp(t, self.times, self.right[:, j]) for j in range(6)])
         g = float(np.interp(t, self.times, self.right_gripper))
         return np.concatenate([self.left, right, [g]])

@@ -69,7 +69,7 @@ class AlohaTask:
 
 
 TASKS = {
-    "lift_cube": AlohaTask("pick up the red cube with the right arm", 2, EpisodeRule(timeout_s=8.0, hold_s=0.5)),
+    "lift_cube": AlohaTask("pick up the red cube with the right arm", 2, EpisodeRule(timeout_s=12.0, hold_s=0.5)),
 }
 DEFAULT_TASK = "lift_cube"
 # gym-aloha sample_box_pose: the cube's centre is drawn from this box (m), upright.
