@@ -110,19 +110,18 @@ class Operator:
         if not reply.success:
             raise RuntimeError(f"{self.adapter} refused to {'arm' if armed else 'disarm'}: {reply.message}")
 
-    def start_episode(self, instruction: str, metadata: dict[str, str]) -> str:
-        request = StartEpisode.Request(instruction=instruction, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
-        reply = self.call(StartEpisode, "/recorder/start_episode", request)
+    def _recorder(self, srv_type, service: str, what: str, metadata: dict, **fields) -> str:
+        request = srv_type.Request(**fields, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
+        reply = self.call(srv_type, f"/recorder/{service}", request)
         if not reply.success:
-            raise RuntimeError(f"the recorder did not start an episode: {reply.message}")
+            raise RuntimeError(f"the recorder did not {what}: {reply.message}")
         return reply.bag_path
 
+    def start_episode(self, instruction: str, metadata: dict[str, str]) -> str:
+        return self._recorder(StartEpisode, "start_episode", "start an episode", metadata, instruction=instruction)
+
     def stop_episode(self, outcome: str, notes: dict[str, str]) -> str:
-        request = StopEpisode.Request(outcome=outcome, metadata=[KeyValue(key=k, value=str(v)) for k, v in notes.items()])
-        reply = self.call(StopEpisode, "/recorder/stop_episode", request)
-        if not reply.success:
-            raise RuntimeError(f"the recorder did not stop the episode cleanly: {reply.message}")
-        return reply.bag_path
+        return self._recorder(StopEpisode, "stop_episode", "stop the episode cleanly", notes, outcome=outcome)
 
     # operator inputs ----------------------------------------------------------------------------
     def send_twist(self, velocity, gripper: float, linear_scale: float) -> None:
