@@ -66,6 +66,8 @@ def test_launch_sim_graph_closes_the_loop(ros, checkpoint, robot):
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     assert launcher.returncode == 0, output[-3000:]
+    tracebacks = [line for line in output.splitlines() if "Traceback" in line]
+    assert not tracebacks, f"a node printed a traceback on a normal shutdown:\n{output[-6000:]}"
     assert "Ctrl-C: stopping the graph (robot side first)" in output
     assert f"[launch] started {robot}_adapter" in output
     gone, alive = psutil.wait_procs(children, timeout=5)
