@@ -21,6 +21,7 @@ Invalid values are refused by the core config dataclasses, so the node does not 
 """
 from __future__ import annotations
 
+import json
 import re
 
 from rcl_interfaces.msg import SetParametersResult
@@ -174,6 +175,14 @@ class AdapterNodeBase(Node):
     def extra_diagnostics(self) -> dict:
         return {}
 
+    def gripper_convention(self) -> str:
+        """The gripper mapping in words, as logged at start (recorded with each episode)."""
+        return self.adapter.gripper.describe()
+
+    def effective_parameters(self) -> str:
+        """Every parameter of the node with the value it runs with, as JSON (recorded with each episode)."""
+        return json.dumps({name: p.value for name, p in sorted(self.get_parameters_by_prefix("").items())})
+
     def close(self) -> None:
         """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
         if not self.dry_run and not self.adapter.supervisor.estopped:
@@ -279,4 +288,6 @@ class AdapterNodeBase(Node):
                   "scheduling": self.scheduling.describe() if self.scheduling else "not set"}
         self.clamped_ticks = 0
         values.update(self.extra_diagnostics())
+        # evidence the recorder stores with each episode
+        values.update(adapter_config=self.effective_parameters(), gripper_convention=self.gripper_convention())
         self.diagnostics.publish(level, message, values)

@@ -122,6 +122,9 @@ class BimanualAdapterNode(AdapterNodeBase):
         msg.header.stamp = ns_to_stamp(seconds_to_ns(now))
         self.preview_pub.publish(msg)
 
+    def gripper_convention(self) -> str:
+        return "; ".join(f"{side}: {gripper.describe()}" for side, gripper in self.adapter.grippers.items())
+
     def extra_diagnostics(self) -> dict:
         return {"namespaces": f"{self.namespaces['left']}, {self.namespaces['right']}", "bad_joint_states": self.bad_states}
 

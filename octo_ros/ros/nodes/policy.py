@@ -21,6 +21,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from octo_ros.datatypes import ActionChunk, ObservationWindow
+from octo_ros.inference.checkpoint_info import checkpoint_content_hash
 from octo_ros.inference.runtime import (
     NO_TASK,
     LatencyStats,
@@ -126,6 +127,9 @@ class PolicyNode(Node):
         self.create_subscription(Image, "goal_image", self._on_goal_image, LATCHED_QOS, callback_group=tasks_group)
         self.create_timer(1.0, self._publish_status)
 
+        # hashing a GB-sized checkpoint takes seconds: off the start-up path
+        self.checkpoint_hash = ""
+        threading.Thread(target=self._hash_checkpoint, args=(checkpoint,), name="policy-hash", daemon=True).start()
         self._running = True
         self._worker = threading.Thread(target=self._inference_loop, name="policy-inference", daemon=True)
         self._worker.start()
@@ -247,7 +251,15 @@ class PolicyNode(Node):
         level = {PolicyStatus.RUNNING: OK, PolicyStatus.ERROR: ERROR}.get(self.state, WARN)
         self.diagnostics.publish(level, self.state_message, {
             "model_id": self.policy.model_id, "task": task.describe(), "chunks_published": self.sequence,
-            "windows_dropped": self.windows.dropped, "latency_p50_s": f"{p50:.4f}", "latency_p95_s": f"{p95:.4f}"})
+            "windows_dropped": self.windows.dropped, "latency_p50_s": f"{p50:.4f}", "latency_p95_s": f"{p95:.4f}",
+            # evidence the recorder stores with each episode ('' until hashed)
+            "checkpoint_hash": self.checkpoint_hash})
+
+    def _hash_checkpoint(self, checkpoint: str) -> None:
+        try:
+            self.checkpoint_hash = checkpoint_content_hash(checkpoint)
+        except OSError as err:
+            self.get_logger().warning(f"cannot hash the checkpoint {checkpoint} for the episode evidence: {err}")
 
     def close(self) -> None:
         self._running = False

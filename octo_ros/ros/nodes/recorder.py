@@ -11,7 +11,11 @@ Parameters
   output_dir        string    where bags go (created if missing); default ``~/octo_ros_bags``
   robot             string    robot name: bag names are ``<robot>_<YYYYmmdd-HHMMSS>``
   checkpoint_id, checkpoint_hash, dataset_statistics_key, adapter_config, gripper_convention
-                    string    evidence stored with every episode (the launcher passes them)
+                    string    evidence stored with every episode (the launcher passes the first and
+                              the third); ``checkpoint_hash``, ``adapter_config`` and
+                              ``gripper_convention``, when not set, come from the graph: the values
+                              of those names in the /diagnostics of the nodes in the recorder's
+                              namespace (the policy's and the adapter's), also for a running episode
   seed              int       random seed of the policy (-1: unknown)
   proprio_layout    string    JSON of the observation buffer's ProprioLayout (the launcher passes
                               it): how the export builds the robot state from the joint states;
@@ -34,6 +38,7 @@ import importlib
 import json
 import threading
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from octo_ros.perception.observation import JointStateSourceConfig, ProprioLayout
@@ -49,6 +54,8 @@ from octo_ros.ros.support import ERROR, OK, QOS_BY_KIND, RELIABLE_QOS, WARN, Dia
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 
+# evidence the recorder learns from the graph's /diagnostics when it is not given
+GRAPH_EVIDENCE = ("checkpoint_hash", "adapter_config", "gripper_convention")
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 
 
@@ -118,6 +125,9 @@ class RecorderNode(Node):
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
         self.create_timer(max(0.05, self.flush_period / 2), self._on_flush_timer)
+        self._graph_evidence = {key for key in GRAPH_EVIDENCE if not self.evidence[key]}
+        if self._graph_evidence:
+            self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         if auto:
             self._last_task: tuple[str, str] | None = None
             self.create_subscription(PolicyStatus, status_topic, self._on_policy_status, 10)
@@ -127,6 +137,18 @@ class RecorderNode(Node):
             f"recording {', '.join(f'{s.topic} ({s.msgtype}, {s.qos})' for s in self.specs.values()) or 'no topic yet'}"
             + (f"; waiting for the types of {', '.join(self.pending)}" if self.pending else "")
             + f" into {self.output_dir}" + ("; auto episodes from " + status_topic if auto else ""))
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        namespace = self.get_namespace().strip("/")
+        for status in msg.status:
+            if status.name.rpartition("/")[0] != namespace:  # another graph's node
+                continue
+            for kv in status.values:
+                if kv.key in self._graph_evidence and kv.value and kv.value != self.evidence[kv.key]:
+                    with self._lock:
+                        self.evidence[kv.key] = kv.value
+                        if self.episode is not None:
+                            setattr(self.episode.info, kv.key, kv.value)
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
