@@ -26,7 +26,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from octo_ros.control.realtime import make_current_thread_realtime
+from octo_ros.control.realtime import make_current_thread_realtime, validate_priority
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
@@ -125,6 +125,8 @@ def run_node(make_node: Callable[[], Node], name: str, threads: int = 1, realtim
     signal.signal(signal.SIGTERM, on_signal)  # what ros2 launch sends when SIGINT was not enough
     try:
         node = make_node()
+        if realtime:  # a bad priority is a start-up error; the spinning thread applies it
+            validate_priority(node.get_parameter("realtime_priority").value)
     except KeyboardInterrupt:  # stopped while starting up
         rclpy.try_shutdown()
         return
