@@ -360,3 +360,21 @@ def test_ur5_adapter_drives_the_fake_ur_controller(ros):
     chunks.stop()
     assert adapter.stop() == 0
     assert "RTDE control script stopped" in adapter.log_path.read_text()
+
+
+def test_dry_run_refused_then_granted_keeps_the_adapter_alive(ros):
+    """One service logs a refusal (warning) and a success (info): rclpy refuses a severity change at
+    one logging call site, which killed the adapter on the second call."""
+    params = {k: v for k, v in adapter_parameters("widowx").items() if k != "max_step_translation"}
+    adapter = ros.spawn_module("widowx_adapter", "octo_ros.ros.nodes.widowx_adapter", params=params)  # arming refused
+    node = ros.node("widowx_dry_run_probe")
+    client = node.create_client(SetBool, "/widowx_adapter/set_dry_run")
+    refused = ros.call(client, SetBool.Request(data=False), timeout=20.0)
+    assert not refused.success and "refused" in refused.message
+    for _ in range(2):
+        granted = ros.call(client, SetBool.Request(data=True))
+        assert granted.success and "dry-run ON" in granted.message
+        refused = ros.call(client, SetBool.Request(data=False))
+        assert not refused.success
+    assert adapter.alive(), adapter.output()
+    assert "Traceback" not in adapter.output()

@@ -256,7 +256,10 @@ class AdapterNodeBase(Node):
         response.success = not reason
         state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
         response.message = f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"
-        (self.get_logger().warning if reason else self.get_logger().info)(response.message)
+        if reason:  # one severity per logging call site: rclpy raises on a change
+            self.get_logger().warning(response.message)
+        else:
+            self.get_logger().info(response.message)
         return response
 
     def _on_estop(self, request, response):

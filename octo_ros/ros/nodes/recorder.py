@@ -307,7 +307,10 @@ class RecorderNode(Node):
         """On Ctrl-C: close a running episode properly (outcome ``interrupted``)."""
         if self.episode is not None:
             ok, message, _ = self.stop_episode("interrupted", {"stopped_by": "recorder shutdown"})
-            (self.get_logger().info if ok else self.get_logger().error)(message)
+            if ok:  # one severity per logging call site: rclpy raises on a change
+                self.get_logger().info(message)
+            else:
+                self.get_logger().error(message)
 
 
 def _expand(path: str) -> str:
