@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_inverted_model_convention():
 
 
 def test_sticky_debounce_needs_n_consecutive_steps():
-    g = GripperMapper(GripperConfig(sticky_steps=3))
+    g = GripperMapper(replace(interbotix_pwm(), sticky_steps=3))
     assert [g.update(v).is_open for v in (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)] == [True, True, True, True, True, False]
 
 
@@ -63,6 +64,6 @@ def test_non_finite_model_value_keeps_command(bad):
 
 def test_invalid_config_rejected():
     with pytest.raises(ValueError):
-        GripperConfig(threshold=1.5)
+        replace(interbotix_pwm(), threshold=1.5)
     with pytest.raises(ValueError):
-        GripperConfig(sticky_steps=0)
+        replace(interbotix_pwm(), sticky_steps=0)

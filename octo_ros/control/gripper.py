@@ -15,19 +15,20 @@ import math
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GripperConfig:
-    """Defaults: Octo/Bridge model convention on a stock Interbotix gripper in PWM mode."""
+    """Model defaults: Octo's convention. The robot side has none: each robot states its own
+    (``robots/<robot>``: ``interbotix_pwm``, ``robotiq_socket``, ``aloha_joint``)."""
 
     model_open: float = 1.0  # Octo: 1 = open
     model_closed: float = 0.0  # Octo: 0 = closed
     binarize: bool = True
     threshold: float = 0.5  # model units; Octo's WidowX eval closes below 0.5
     sticky_steps: int = 1  # consecutive steps needed to flip (Octo WidowX eval: 1)
-    robot_label: str = "Interbotix gripper PWM"
-    robot_unit: str = "PWM"
-    robot_open: float = 250.0  # interbotix_xs_modules: release = +effort, 250 PWM at pressure 0.5
-    robot_closed: float = -250.0  # grasp = −effort
+    robot_label: str  # e.g. "Interbotix gripper PWM"
+    robot_unit: str = ""
+    robot_open: float  # the robot command for fully open
+    robot_closed: float  # ... and fully closed
     robot_integer: bool = False  # round commands (Robotiq POS is an integer 0–255)
 
     def __post_init__(self):

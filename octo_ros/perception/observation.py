@@ -129,6 +129,13 @@ class CameraInputConfig:
     def label(self) -> str:
         return f"{self.input_name} ({self.topic})" if self.topic else self.input_name
 
+    @classmethod
+    def standard(cls, input_name: str, topic: str = "") -> "CameraInputConfig":
+        """The defaults of a model input: :data:`DEFAULT_RESOLUTIONS` (else 256x256), the average
+        crop for ``image_primary`` only."""
+        height, width = DEFAULT_RESOLUTIONS.get(input_name, (256, 256))
+        return cls(input_name, topic, height, width, input_name == "image_primary")
+
 
 @dataclass(frozen=True)
 class JointStateSourceConfig:
@@ -460,12 +467,13 @@ class ObservationConfig:
         cams = []
         for name, spec in dict(cams_raw).items():
             spec = dict(spec or {})
-            h, w = DEFAULT_RESOLUTIONS.get(name, (256, 256))
+            standard = CameraInputConfig.standard(name)
+            h, w = standard.height, standard.width
             if "resolution" in spec:
                 h, w = (int(v) for v in spec.pop("resolution"))
             h = int(spec.pop("height", h))
             w = int(spec.pop("width", w))
-            crop = bool(spec.pop("average_crop", name == "image_primary"))
+            crop = bool(spec.pop("average_crop", standard.average_crop))
             topic = str(spec.pop("topic", ""))
             if spec:
                 raise ValueError(f"ObservationConfig: unknown keys for camera {name}: {sorted(spec)}")

@@ -1,12 +1,15 @@
-"""Small pieces every octo_ros node uses: QoS profiles, throttled warnings keyed by
-what went wrong, and diagnostics."""
+"""Small pieces every octo_ros node uses: QoS profiles, parameters declared from the core's
+config dataclasses, throttled warnings keyed by what went wrong, and diagnostics."""
 from __future__ import annotations
 
+import dataclasses
+import enum
 import gc
 import signal
 import threading
 import time
-from typing import Callable, Mapping
+import weakref
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -17,6 +20,7 @@ from rclpy.executors import (
     SingleThreadedExecutor,
 )
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -27,6 +31,7 @@ from rclpy.qos import (
 from rclpy.signals import SignalHandlerOptions
 
 from octo_ros.control.realtime import make_current_thread_realtime, validate_priority
+from octo_ros.timebase import ns_to_seconds, seconds_to_ns
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
@@ -84,11 +89,92 @@ class Diagnostics:
         self._publisher.publish(array)
 
 
+# Node keyword arguments of every node that reads its parameters through parameter(): what it
+# was started with is declared at construction, so given_parameters() can tell it from a default.
+DECLARE_GIVEN = {"automatically_declare_parameters_from_overrides": True}
+
+# Unit suffixes of core config fields that their ROS parameters do not carry (SI units throughout).
+_UNIT_SUFFIXES = ("_m_s", "_rad_s", "_hz", "_rad", "_s", "_m")
+
+T = TypeVar("T")
+
+
+_GIVEN: "weakref.WeakKeyDictionary[Node, set[str]]" = weakref.WeakKeyDictionary()
+
+
 def given_parameters(node: Node) -> set[str]:
-    """The names of the parameters this node was started with (command line, parameter files),
-    as opposed to those left at their declared defaults."""
-    # rclpy keeps every given parameter in _parameter_overrides (no public accessor)
-    return set(getattr(node, "_parameter_overrides", {}))
+    """The parameters this node was started with (command line, parameter files), as opposed to
+    those left at their declared defaults. Needs the node built with :data:`DECLARE_GIVEN`."""
+    if node not in _GIVEN:  # the first call comes before any parameter() declared one
+        _GIVEN[node] = set(node.get_parameters_by_prefix("")) - {"use_sim_time"}
+    return _GIVEN[node]
+
+
+def parameter(node: Node, name: str, default: Any) -> Any:
+    """The value of parameter ``name``: the one the node was started with, else ``default`` (the
+    parameter is declared with it). A given value must have the default's type; ValueError
+    names the parameter otherwise."""
+    if name not in given_parameters(node):
+        if node.has_parameter(name):  # read before
+            return node.get_parameter(name).value
+        return node.declare_parameter(name, default).value
+    value = node.get_parameter(name).value
+    expected = Parameter.Type.from_parameter_value(default)
+    if Parameter.Type.from_parameter_value(value) != expected:
+        raise ValueError(f"parameter '{name}' must be {expected.name.lower()} (like {default!r}), got {value!r}")
+    return value
+
+
+def optional_parameter(node: Node, name: str, type_: Parameter.Type) -> Any:
+    """The value of parameter ``name`` of type ``type_`` when the node was started with it, else
+    None (declared without a value); ValueError names a value of another type."""
+    if name not in given_parameters(node):
+        return node.declare_parameter(name, type_).value
+    value = node.get_parameter(name).value
+    if Parameter.Type.from_parameter_value(value) != type_:
+        raise ValueError(f"parameter '{name}' must be {type_.name.lower()}, got {value!r}")
+    return value
+
+
+def parameter_name(field_name: str) -> str:
+    """A config field's ROS parameter name: the field name without its unit suffix
+    (``control_period_s`` -> ``control_period``, ``max_step_translation_m`` -> ``max_step_translation``);
+    integer nanoseconds are seconds (``slop_ns`` -> ``slop_s``)."""
+    if field_name.endswith("_ns"):
+        return field_name[:-3] + "_s"
+    for suffix in _UNIT_SUFFIXES:
+        if field_name.endswith(suffix):
+            return field_name[: -len(suffix)]
+    return field_name
+
+
+def config_parameters(node: Node, defaults: Any, fields: Iterable[str], names: Mapping[str, str] | None = None,
+                      prefix: str = "") -> dict[str, Any]:
+    """{field: value} for ``fields`` of the core config ``defaults`` (an instance, or the dataclass
+    itself for plain defaults), each read with :func:`parameter` (named ``prefix +
+    parameter_name(field)`` unless ``names`` says otherwise) with the field's value in ``defaults``
+    as its default: a default is stated once, in the core's config dataclass, and parameter files
+    only override. Tuples are double arrays, enums their string values, ``*_ns`` seconds."""
+    names = names or {}
+    values = {}
+    for field in fields:
+        default = getattr(defaults, field)
+        name = names.get(field) or prefix + parameter_name(field)
+        if field.endswith("_ns"):
+            values[field] = seconds_to_ns(parameter(node, name, ns_to_seconds(default)))
+        elif isinstance(default, enum.Enum):
+            values[field] = type(default)(parameter(node, name, default.value))
+        elif isinstance(default, tuple):
+            values[field] = tuple(float(v) for v in parameter(node, name, [float(v) for v in default]))
+        else:
+            values[field] = type(default)(parameter(node, name, default))
+    return values
+
+
+def declare_config(node: Node, defaults: T, fields: Iterable[str], names: Mapping[str, str] | None = None,
+                   **fixed: Any) -> T:
+    """``defaults`` with ``fields`` read from parameters (:func:`config_parameters`) and ``fixed`` set."""
+    return dataclasses.replace(defaults, **config_parameters(node, defaults, fields, names), **fixed)
 
 
 def run_node(make_node: Callable[[], Node], name: str, threads: int = 1, realtime: bool = False) -> None:

@@ -60,6 +60,12 @@ def matrix_to_pose(T: np.ndarray) -> np.ndarray:
     return np.concatenate([T[:3, 3], np.asarray(axis) * angle])
 
 
+# A conservative box in front of a UR5 base (base frame, m): 0.25–0.60 m out along +x, ±0.30 m
+# sideways, 0.05–0.45 m up, for previewing in dry-run. URConfig has no default on purpose: measure
+# your cell and set it (the adapter node refuses to arm while it is not given).
+PREVIEW_WORKSPACE = ((0.25, -0.30, 0.05), (0.60, 0.30, 0.45))
+
+
 @dataclass
 class URConfig:
     # The workspace depends on the cell; there is no safe universal default, so it is required.
@@ -255,6 +261,17 @@ class URRTDEBackend:
         self.control, self.receive = connect(host, config.control_frequency_hz)
         self._watchdog_armed = False
         self._servoing = False
+
+    def measured(self) -> tuple[list[float] | None, list[float] | None] | None:
+        """(TCP pose [x, y, z, rx, ry, rz], six joint positions), each None when not reported
+        (the controller stand-in models the TCP only); None while the receive interface is down."""
+        if not self.receive.isConnected():
+            return None
+        pose = list(self.receive.getActualTCPPose())
+        get_q = getattr(self.receive, "getActualQ", None)
+        q = list(get_q()) if get_q is not None else []
+        return (pose if len(pose) == 6 and np.all(np.isfinite(pose)) else None,
+                [float(v) for v in q] if len(q) == 6 else None)
 
     def preflight(self) -> str:
         """Why the robot may not be armed now ('' when it may)."""

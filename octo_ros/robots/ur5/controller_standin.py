@@ -34,10 +34,13 @@ RUNTIME_STOPPED, RUNTIME_PLAYING = 1, 2
 PROTECTIVE_STOP_UNLOCK_DELAY_S = 5.0
 
 
+STANDIN_INITIAL_POSE = (0.4, -0.1, 0.3, 0.0, math.pi, 0.0)  # TCP [x, y, z, rx, ry, rz], base frame
+
+
 class FakeURController:
     def __init__(
         self,
-        initial_pose=(0.4, -0.1, 0.3, 0.0, math.pi, 0.0),
+        initial_pose=STANDIN_INITIAL_POSE,
         clock=time.monotonic,
         latency_s: float = 0.004,
         max_linear_speed: float = 1.0,  # m/s

@@ -13,6 +13,7 @@ class only speaks the protocol. Calls block for a network round trip: run them o
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from octo_ros.control.gripper import GripperConfig
@@ -111,3 +112,57 @@ class RobotiqSocketGripper:
 
     def fault(self) -> int:
         return self.get_var("FLT")
+
+
+class RobotiqWorker:
+    """Sends Robotiq positions from a thread of its own, never from the servo loop: only the newest
+    request is kept. ``logger``: anything with ``info`` and ``error`` (the node's logger)."""
+
+    def __init__(self, gripper: RobotiqSocketGripper, logger):
+        self._gripper = gripper
+        self._logger = logger
+        self._cond = threading.Condition()
+        self._pending: int | None = None
+        self._running = True
+        self.error = ""
+        self._thread = threading.Thread(target=self._loop, name="robotiq-gripper", daemon=True)
+        self._thread.start()
+
+    def request(self, position: float) -> None:
+        with self._cond:
+            self._pending = int(round(position))
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        try:
+            self._gripper.connect()
+            self._gripper.activate()
+            self._logger.info(f"Robotiq gripper at {self._gripper.host}:{self._gripper.port} activated")
+        except (OSError, RuntimeError) as err:
+            self.error = f"Robotiq gripper unavailable: {err}"
+            self._logger.error(self.error)
+            return
+        while True:
+            with self._cond:
+                while self._running and self._pending is None:
+                    self._cond.wait()
+                if not self._running:
+                    break
+                position, self._pending = self._pending, None
+            try:
+                self._gripper.move(position)
+            except (OSError, RuntimeError) as err:
+                self.error = f"Robotiq move failed: {err}"
+                self._logger.error(self.error)
+        self._gripper.close()
+
+    def cancel(self) -> None:
+        """Drop a move that was requested but not started."""
+        with self._cond:
+            self._pending = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join(timeout=3.0)

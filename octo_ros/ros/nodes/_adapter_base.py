@@ -33,7 +33,17 @@ from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
 from octo_ros.ros.messages import chunk_from_msg
-from octo_ros.ros.support import ERROR, OK, WARN, Diagnostics, WarningThrottle, given_parameters
+from octo_ros.ros.support import (
+    DECLARE_GIVEN,
+    ERROR,
+    OK,
+    WARN,
+    Diagnostics,
+    WarningThrottle,
+    declare_config,
+    given_parameters,
+    parameter,
+)
 from octo_ros.timebase import ns_to_seconds, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
 
@@ -58,23 +68,15 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)
 
 
-def execution_config(node, step_period: float, mode: str, exec_horizon: int, ensemble_horizon: int):
-    p = node.declare_parameter
-    return ChunkExecutionConfig(
-        step_period_s=float(p("step_period", step_period).value),
-        mode=p("execution_mode", mode).value,
-        exec_horizon=int(p("exec_horizon", exec_horizon).value),
-        ensemble_horizon=int(p("ensemble_horizon", ensemble_horizon).value),
-        exp_weight=float(p("exp_weight", 0.0).value),
-        max_future_stamp_s=float(p("max_future_stamp", 0.05).value),
-        reorder_action_dimensions=bool(p("reorder_action_dimensions", False).value),
-    )
+def execution_config(node, defaults: ChunkExecutionConfig) -> ChunkExecutionConfig:
+    """Chunk execution from parameters, defaulting to the robot's config (``defaults``)."""
+    return declare_config(node, defaults, ("step_period_s", "mode", "exec_horizon", "ensemble_horizon", "exp_weight",
+                                           "max_future_stamp_s", "reorder_action_dimensions"),
+                          names={"mode": "execution_mode"})
 
 
-def safety_config(node, dry_run: bool) -> SafetyConfig:
-    p = node.declare_parameter
-    return SafetyConfig(dry_run=dry_run, chunk_timeout_s=float(p("chunk_timeout", 1.0).value),
-                        state_timeout_s=float(p("state_timeout", 0.25).value))
+def safety_config(node, defaults: SafetyConfig) -> SafetyConfig:
+    return declare_config(node, defaults, ("chunk_timeout_s", "state_timeout_s"))
 
 
 class AdapterNodeBase(Node):
@@ -89,9 +91,9 @@ class AdapterNodeBase(Node):
     LIMIT_PARAMETERS: tuple[str, ...] = ()
 
     def __init__(self, name: str, **kwargs):
-        super().__init__(name, **kwargs)
-        self.initial_dry_run = bool(self.declare_parameter("dry_run", True).value)
-        validate_priority(self.declare_parameter("realtime_priority", REALTIME_PRIORITY).value)  # run_node applies it
+        super().__init__(name, **DECLARE_GIVEN, **kwargs)
+        self.initial_dry_run = bool(parameter(self, "dry_run", SafetyConfig.dry_run))
+        validate_priority(parameter(self, "realtime_priority", REALTIME_PRIORITY))  # run_node applies it
         self.warnings = WarningThrottle(self)
         self.diagnostics = Diagnostics(self)
         self.last_output: ControlOutput | None = None
@@ -112,7 +114,7 @@ class AdapterNodeBase(Node):
         self.create_subscription(ActionChunk, "teleop/action_chunk", self._on_chunk, 10)
         # A parameter, not a service: it is set from YAML/launch like every other setting, read back
         # with `ros2 param get`, and changed with `ros2 param set` (std types only, no new srv).
-        self.adapter.set_source(self.declare_parameter("source", self.adapter.source).value)
+        self.adapter.set_source(parameter(self, "source", self.adapter.source))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SetBool, "~/set_dry_run", self._on_set_dry_run)
         self.create_service(Trigger, "~/estop", self._on_estop)

@@ -15,15 +15,13 @@ Plus the shared adapter interface (see ``_adapter_base``): ``action_chunk`` in, 
 """
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 
 from octo_ros.control.safety import ControlOutput
 from octo_ros.robots.bimanual.adapter import (
-    ALOHA2_FOLLOWER_GRIPPER,
-    ArmSideConfig,
     BimanualAdapter,
     BimanualConfig,
 )
@@ -36,7 +34,7 @@ from octo_ros.ros.nodes._adapter_base import (
     safety_config,
     stamp_seconds,
 )
-from octo_ros.ros.support import SENSOR_QOS, run_node
+from octo_ros.ros.support import SENSOR_QOS, config_parameters, declare_config, run_node
 from octo_ros.timebase import seconds_to_ns
 
 SIDES = ("left", "right")
@@ -48,24 +46,16 @@ class BimanualAdapterNode(AdapterNodeBase):
 
     def __init__(self, **kwargs):
         super().__init__("bimanual_adapter", **kwargs)
-        p = self.declare_parameter
-        model = p("robot_model", "vx300s").value
-        gripper_velocity = float(p("gripper_velocity_limit", math.pi).value)  # rad/s, URDF gripper joint
+        defaults = BimanualConfig()
+        both_arms = config_parameters(self, defaults.left, ("arm", "gripper_velocity_limit"), names={"arm": "robot_model"})
         sides = {}
         for side in SIDES:
-            sides[side] = ArmSideConfig(
-                namespace=p(f"{side}_namespace", f"follower_{side}").value.strip("/"),
-                gripper_open_rad=float(p(f"{side}_gripper_open", ALOHA2_FOLLOWER_GRIPPER[0]).value),
-                gripper_close_rad=float(p(f"{side}_gripper_close", ALOHA2_FOLLOWER_GRIPPER[1]).value),
-                arm=model,
-                gripper_velocity_limit=gripper_velocity,
-            )
-        config = BimanualConfig(
-            left=sides["left"], right=sides["right"],
-            execution=execution_config(self, 0.02, "receding_horizon", 50, 4),
-            control_period_s=float(p("control_period", 0.02).value),
-            safety=safety_config(self, True),
-        )
+            arm = getattr(defaults, side)
+            values = config_parameters(self, arm, ("namespace", "gripper_open_rad", "gripper_close_rad"), prefix=f"{side}_")
+            sides[side] = replace(arm, **values | {"namespace": values["namespace"].strip("/")}, **both_arms)
+        config = declare_config(self, defaults, ("control_period_s",), left=sides["left"], right=sides["right"],
+                                execution=execution_config(self, defaults.execution),
+                                safety=safety_config(self, defaults.safety))
         self.adapter = BimanualAdapter(config)
         self.step_period_s = config.execution.step_period_s
         self.namespaces = {side: sides[side].namespace for side in SIDES}

@@ -15,10 +15,9 @@ set against the checkpoint's is refused (the model cannot take it).
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
+from dataclasses import replace
 
-from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -27,66 +26,60 @@ from std_srvs.srv import Trigger
 from octo_ros.perception.freshness_log import FreshnessLog
 from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
+    CameraInputConfig,
     ObservationBuffer,
     ObservationConfig,
     ObservationStatus,
+    ProprioLayout,
     StatusKind,
     stamp_to_ns,
 )
 from octo_ros.ros.messages import window_to_msg
 from octo_ros.ros.support import (
+    DECLARE_GIVEN,
     ERROR,
     OK,
     SENSOR_QOS,
     WARN,
     Diagnostics,
     WarningThrottle,
-    given_parameters,
+    config_parameters,
+    optional_parameter,
+    parameter,
     run_node,
 )
-from octo_ros.timebase import NS_PER_S, ns_to_seconds
+from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
-
-_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ObservationConfig)}  # stated once, in the core
 
 
 class ObservationBufferNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("observation_buffer", **kwargs)
-        inputs = self.declare_parameter("camera_inputs", ["image_primary"]).value
-        checkpoint = self.declare_parameter("checkpoint", "").value
+        super().__init__("observation_buffer", **DECLARE_GIVEN, **kwargs)
+        inputs = parameter(self, "camera_inputs", ["image_primary"])
+        checkpoint = parameter(self, "checkpoint", "")
         model_sizes = {}
         if checkpoint:
             # here, not at the top: it loads the model package (torch), for a checkpoint only
             from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
 
             model_sizes = checkpoint_image_sizes(checkpoint)
-        cameras = {}
+        cameras = []
         for name in inputs:
-            cameras[name] = {
-                "topic": self.declare_parameter(f"cameras.{name}.topic", f"{name}/image_raw").value,
-                "average_crop": self.declare_parameter(f"cameras.{name}.average_crop", name == "image_primary").value,
-            }
-            cameras[name].update(self._camera_size(name, model_sizes.get(name)))
-        joint_state = self._joint_state_sources()
-        self.proprio_joints = tuple(self.declare_parameter("proprio_joints", [""]).value)
-        if self.proprio_joints == ("",):
-            self.proprio_joints = ()
-        joint_state["joints"] = list(self.proprio_joints)
-        config = ObservationConfig.from_dict({
-            "rate_hz": self.declare_parameter("rate_hz", 5.0).value,
-            "window_size": self.declare_parameter("window_size", 2).value,
-            "slop_s": self.declare_parameter("slop_s", 0.02).value,
-            "max_image_age_s": self.declare_parameter("max_image_age_s", 0.5).value,
-            "max_joint_state_age_s": self.declare_parameter("max_joint_state_age_s", 0.25).value,
-            "max_joint_lag_s": self.declare_parameter("max_joint_lag_s", 0.1).value,
-            "max_future_stamp_s": self.declare_parameter(
-                "max_future_stamp_s", _CONFIG_DEFAULTS["max_future_stamp_ns"] / NS_PER_S).value,
-            "max_image_pixels": self.declare_parameter("max_image_pixels", _CONFIG_DEFAULTS["max_image_pixels"]).value,
-            "cameras": cameras,
-            "joint_state": joint_state,
-            "proprio_normalization": self._proprio_normalization(),
-        })
+            camera = CameraInputConfig.standard(name, parameter(self, f"cameras.{name}.topic", f"{name}/image_raw"))
+            camera = replace(camera, **config_parameters(self, camera, ("average_crop",), prefix=f"cameras.{name}."),
+                             **self._camera_size(name, model_sizes.get(name)))
+            cameras.append(camera)
+        layout = ProprioLayout.from_parameters({
+            name: parameter(self, name, default) for name, default in (
+                ("joint_state_topic", ""), ("joint_state_topics", [""]), ("joint_state_prefixes", [""]),
+                ("proprio_joints", [""]))} | {"proprio_normalization": self._proprio_normalization()})
+        self.proprio_joints = layout.joint_names
+        config = ObservationConfig(
+            cameras=tuple(cameras), joint_names=layout.joint_names, joint_state_sources=layout.sources,
+            proprio_normalization=layout.normalization,
+            **config_parameters(self, ObservationConfig, ("rate_hz", "window_size", "slop_ns", "max_image_age_ns",
+                                                          "max_joint_state_age_ns", "max_joint_lag_ns",
+                                                          "max_future_stamp_ns", "max_image_pixels")))
         self.buffer = ObservationBuffer(config)
         self._lock = threading.Lock()
         self.warnings = WarningThrottle(self)
@@ -95,8 +88,8 @@ class ObservationBufferNode(Node):
         self.last_status: ObservationStatus | None = None
         self.freshness_log = FreshnessLog()
 
-        for name, spec in cameras.items():
-            topic = spec["topic"]
+        for camera in cameras:
+            name, topic = camera.input_name, camera.topic
             msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
             self.create_subscription(msg_type, topic, lambda msg, n=name, t=topic: self._on_image(n, t, msg), SENSOR_QOS)
         for source in config.joint_state_sources:
@@ -108,7 +101,7 @@ class ObservationBufferNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"windows of {config.window_size} steps at {config.rate_hz} Hz from "
-            + ", ".join(f"{n} <- {c['topic']}" for n, c in cameras.items())
+            + ", ".join(f"{c.input_name} <- {c.topic}" for c in cameras)
             + "; joint states from " + ", ".join(f"{s.topic}" + (f" (as {s.prefix}*)" if s.prefix else "")
                                                  for s in config.joint_state_sources)
             + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
@@ -116,8 +109,8 @@ class ObservationBufferNode(Node):
 
     def _camera_size(self, name: str, model_size: tuple[int, int] | None) -> dict:
         """``{height, width}`` as set, else the checkpoint's; {} for the core's default."""
-        height = self.declare_parameter(f"cameras.{name}.height", Parameter.Type.INTEGER).value  # None: not set
-        width = self.declare_parameter(f"cameras.{name}.width", Parameter.Type.INTEGER).value
+        height = optional_parameter(self, f"cameras.{name}.height", Parameter.Type.INTEGER)
+        width = optional_parameter(self, f"cameras.{name}.width", Parameter.Type.INTEGER)
         if (height is None) != (width is None):
             raise ValueError(f"set both cameras.{name}.height and cameras.{name}.width, or neither")
         if height is None:
@@ -127,41 +120,22 @@ class ObservationBufferNode(Node):
                              f"{model_size[0]}x{model_size[1]} (height x width): leave the size unset")
         return {"height": height, "width": width}
 
-    def _joint_state_sources(self) -> dict:
-        """``joint_state`` map of the core config from ``joint_state_topic`` or
-        ``joint_state_topics`` + ``joint_state_prefixes`` (same length; omitted: no prefixes)."""
-        single = self.declare_parameter("joint_state_topic", "").value  # "": joint_states
-        topics = [t for t in self.declare_parameter("joint_state_topics", [""]).value if t]
-        prefixes = list(self.declare_parameter("joint_state_prefixes", [""]).value)
-        if not topics:
-            if prefixes not in ([""], []) and len(prefixes) != 1:
-                raise ValueError(f"joint_state_prefixes {prefixes}: one prefix for joint_state_topic {single}")
-            return {"topic": single or "joint_states", "prefix": prefixes[0] if prefixes else ""}
-        if single:
-            raise ValueError(f"set joint_state_topic ({single}) or joint_state_topics ({topics}), not both")
-        if prefixes in ([""], []):
-            prefixes = [""] * len(topics)
-        if len(prefixes) != len(topics):
-            raise ValueError(f"joint_state_prefixes {prefixes} must match joint_state_topics {topics} one to one")
-        return {"sources": [{"topic": t, "prefix": p} for t, p in zip(topics, prefixes)]}
-
     def _proprio_normalization(self) -> dict:
-        """``proprio_normalization.<joint>: [close, open]`` for joints of ``proprio_joints``."""
+        """``proprio_normalization.<joint>: [close, open]`` as given (joints of ``proprio_joints`` only)."""
+        joints = [j for j in parameter(self, "proprio_joints", [""]) if j]
         norm = {}
-        for joint in self.proprio_joints:
+        for joint in self.get_parameters_by_prefix("proprio_normalization"):
             name = f"proprio_normalization.{joint}"
+            if joint not in joints:
+                continue
             try:
-                value = self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY).value  # None: not given
-            except InvalidParameterTypeException as err:
+                norm[joint] = list(optional_parameter(self, name, Parameter.Type.DOUBLE_ARRAY))
+            except ValueError as err:
                 raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
-            if value is not None:
-                norm[joint] = list(value)
-        # parameters given for joints that are not proprio joints were never declared
-        unknown = sorted(name for name in given_parameters(self)
-                         if name.startswith("proprio_normalization.")
-                         and name.split(".", 1)[1] not in self.proprio_joints)
+        unknown = sorted(f"proprio_normalization.{j}" for j in self.get_parameters_by_prefix("proprio_normalization")
+                         if j not in joints)
         if unknown:
-            raise ValueError(f"{unknown}: not joints of proprio_joints {list(self.proprio_joints)}")
+            raise ValueError(f"{unknown}: not joints of proprio_joints {joints}")
         return norm
 
     def _on_image(self, input_name: str, topic: str, msg) -> None:

@@ -15,9 +15,6 @@ On shutdown: servoStop + stopScript. Shared interface: see ``_adapter_base``.
 """
 from __future__ import annotations
 
-import math
-import threading
-
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
@@ -26,23 +23,18 @@ from transforms3d.quaternions import mat2quat
 
 from octo_ros.control.kinematics import rotation_exp
 from octo_ros.control.safety import ControlOutput
-from octo_ros.robots.ur5.adapter import URConfig, URRTDEBackend, create_rtde_interfaces
+from octo_ros.robots.ur5.adapter import PREVIEW_WORKSPACE, URConfig, URRTDEBackend, create_rtde_interfaces
+from octo_ros.robots.ur5.controller_standin import STANDIN_INITIAL_POSE, FakeURController
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
-from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, robotiq_socket
+from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, RobotiqWorker
 from octo_ros.ros.messages import ns_to_stamp
 from octo_ros.ros.nodes._adapter_base import (
     AdapterNodeBase,
     execution_config,
     safety_config,
 )
-from octo_ros.ros.support import run_node
+from octo_ros.ros.support import declare_config, parameter, run_node
 from octo_ros.timebase import seconds_to_ns
-
-# A conservative box in front of a UR5 base (base frame, m): 0.25–0.60 m out along +x, ±0.30 m
-# sideways, 0.05–0.45 m up. The core has no default on purpose: measure your cell and override it.
-DEFAULT_WORKSPACE_LOW = (0.25, -0.30, 0.05)
-DEFAULT_WORKSPACE_HIGH = (0.60, 0.30, 0.45)
-FAKE_INITIAL_POSE = (0.4, -0.1, 0.3, 0.0, math.pi, 0.0)
 
 
 def pose_msg(pose6, stamp_ns: int, frame_id: str) -> PoseStamped:
@@ -57,95 +49,30 @@ def pose_msg(pose6, stamp_ns: int, frame_id: str) -> PoseStamped:
     return msg
 
 
-class GripperWorker:
-    """Sends Robotiq positions off the servo loop: only the newest request is kept."""
-
-    def __init__(self, gripper: RobotiqSocketGripper, logger):
-        self._gripper = gripper
-        self._logger = logger
-        self._cond = threading.Condition()
-        self._pending: int | None = None
-        self._running = True
-        self.error = ""
-        self._thread = threading.Thread(target=self._loop, name="robotiq-gripper", daemon=True)
-        self._thread.start()
-
-    def request(self, position: float) -> None:
-        with self._cond:
-            self._pending = int(round(position))
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        try:
-            self._gripper.connect()
-            self._gripper.activate()
-            self._logger.info(f"Robotiq gripper at {self._gripper.host}:{self._gripper.port} activated")
-        except (OSError, RuntimeError) as err:
-            self.error = f"Robotiq gripper unavailable: {err}"
-            self._logger.error(self.error)
-            return
-        while True:
-            with self._cond:
-                while self._running and self._pending is None:
-                    self._cond.wait()
-                if not self._running:
-                    break
-                position, self._pending = self._pending, None
-            try:
-                self._gripper.move(position)
-            except (OSError, RuntimeError) as err:
-                self.error = f"Robotiq move failed: {err}"
-                self._logger.error(self.error)
-        self._gripper.close()
-
-    def cancel(self) -> None:
-        """Drop a move that was requested but not started."""
-        with self._cond:
-            self._pending = None
-
-    def close(self) -> None:
-        with self._cond:
-            self._running = False
-            self._cond.notify()
-        self._thread.join(timeout=3.0)
-
-
 class UR5AdapterNode(AdapterNodeBase):
     LIMIT_PARAMETERS = ("workspace_low", "workspace_high", "max_step_translation", "max_step_rotation",
                         "max_linear_speed", "max_angular_speed")
 
     def __init__(self, **kwargs):
         super().__init__("ur5_adapter", **kwargs)
-        p = self.declare_parameter
-        backend = p("backend", "rtde").value
-        robot_ip = p("robot_ip", "").value
-        defaults = URConfig(DEFAULT_WORKSPACE_LOW, DEFAULT_WORKSPACE_HIGH)
-        config = URConfig(
-            workspace_low=tuple(float(v) for v in p("workspace_low", list(DEFAULT_WORKSPACE_LOW)).value),
-            workspace_high=tuple(float(v) for v in p("workspace_high", list(DEFAULT_WORKSPACE_HIGH)).value),
-            control_frequency_hz=float(p("control_frequency", defaults.control_frequency_hz).value),
-            execution=execution_config(self, 0.2, "temporal_ensemble", 4, 4),
-            safety=safety_config(self, True),
-            gripper=robotiq_socket(),
-            max_step_translation_m=float(p("max_step_translation", defaults.max_step_translation_m).value),
-            max_step_rotation_rad=float(p("max_step_rotation", defaults.max_step_rotation_rad).value),
-            max_linear_speed_m_s=float(p("max_linear_speed", defaults.max_linear_speed_m_s).value),
-            max_angular_speed_rad_s=float(p("max_angular_speed", defaults.max_angular_speed_rad_s).value),
-            servo_lookahead_s=float(p("servo_lookahead", defaults.servo_lookahead_s).value),
-            servo_gain=float(p("servo_gain", defaults.servo_gain).value),
-            rtde_watchdog_min_hz=float(p("rtde_watchdog_min_frequency", defaults.rtde_watchdog_min_hz).value),
-        )
-        self.base_frame = p("base_frame", "base").value
-        robotiq_host = p("robotiq_host", "").value
-        robotiq_port = int(p("robotiq_port", ROBOTIQ_PORT).value)
-        fake_pose = [float(v) for v in p("fake_initial_pose", list(FAKE_INITIAL_POSE)).value]
+        backend = parameter(self, "backend", "rtde")
+        robot_ip = parameter(self, "robot_ip", "")
+        defaults = URConfig(*PREVIEW_WORKSPACE)
+        config = declare_config(
+            self, defaults, ("workspace_low", "workspace_high", "control_frequency_hz", "max_step_translation_m",
+                             "max_step_rotation_rad", "max_linear_speed_m_s", "max_angular_speed_rad_s",
+                             "servo_lookahead_s", "servo_gain", "rtde_watchdog_min_hz"),
+            names={"rtde_watchdog_min_hz": "rtde_watchdog_min_frequency"},
+            execution=execution_config(self, defaults.execution), safety=safety_config(self, defaults.safety))
+        self.base_frame = parameter(self, "base_frame", "base")
+        robotiq_host = parameter(self, "robotiq_host", "")
+        robotiq_port = parameter(self, "robotiq_port", ROBOTIQ_PORT)
+        fake_pose = parameter(self, "fake_initial_pose", list(STANDIN_INITIAL_POSE))
         if backend == "rtde":
             if not robot_ip:
                 raise ValueError("parameter 'robot_ip' is required with backend 'rtde' (or use backend:=fake)")
             connect = create_rtde_interfaces
         elif backend == "fake":
-            from octo_ros.robots.ur5.controller_standin import FakeURController
-
             self.fake = FakeURController(initial_pose=tuple(fake_pose))
             connect = self.fake.connect
             robot_ip = robot_ip or "fake"
@@ -158,7 +85,7 @@ class UR5AdapterNode(AdapterNodeBase):
         self.get_logger().info(f"UR backend {backend} ({robot_ip}); servoL at {config.control_frequency_hz:g} Hz")
         self.gripper_worker = None
         if robotiq_host:
-            self.gripper_worker = GripperWorker(RobotiqSocketGripper(robotiq_host, robotiq_port), self.get_logger())
+            self.gripper_worker = RobotiqWorker(RobotiqSocketGripper(robotiq_host, robotiq_port), self.get_logger())
         self.gripper_sent = float(config.gripper.robot_open)  # what the gripper was last told (POS)
         self.tcp_pub = self.create_publisher(PoseStamped, "tcp_pose", 10)
         self.js_pub = self.create_publisher(JointState, "joint_states", 10)
@@ -182,19 +109,17 @@ class UR5AdapterNode(AdapterNodeBase):
         return out
 
     def _publish_robot_state(self, now: float) -> None:
-        receive = self.backend.receive
-        if not receive.isConnected():
+        measured = self.backend.measured()
+        if measured is None:
             return
+        pose, q = measured
         stamp_ns = seconds_to_ns(now)
-        pose = receive.getActualTCPPose()
-        if len(pose) == 6 and np.all(np.isfinite(pose)):
+        if pose is not None:
             self.tcp_pub.publish(pose_msg(pose, stamp_ns, self.base_frame))
         js = JointState()
         js.header.stamp = ns_to_stamp(stamp_ns)
-        get_q = getattr(receive, "getActualQ", None)  # the fake controller models the TCP only
-        q = list(get_q()) if get_q is not None else []
-        if len(q) == 6:
-            js.name, js.position = list(UR_JOINTS), [float(v) for v in q]
+        if q is not None:
+            js.name, js.position = list(UR_JOINTS), q
         js.name.append("gripper")
         js.position.append(self.gripper_sent)
         self.js_pub.publish(js)

@@ -26,7 +26,7 @@ from octo_ros.ros.nodes._adapter_base import (
     safety_config,
     stamp_seconds,
 )
-from octo_ros.ros.support import SENSOR_QOS, run_node
+from octo_ros.ros.support import SENSOR_QOS, declare_config, parameter, run_node
 from octo_ros.timebase import seconds_to_ns
 
 
@@ -35,22 +35,15 @@ class WidowXAdapterNode(AdapterNodeBase):
 
     def __init__(self, **kwargs):
         super().__init__("widowx_adapter", **kwargs)
-        p = self.declare_parameter
-        self.robot_name = p("robot_name", "wx250s").value.strip("/")
+        self.robot_name = parameter(self, "robot_name", "wx250s").strip("/")
         # left_finger (m) above this: the gripper is open (wx250s fingers: 0.015 closed – 0.037 m open)
-        self.finger_open_above = float(p("finger_open_above", 0.026).value)
+        self.finger_open_above = float(parameter(self, "finger_open_above", 0.026))
         defaults = WidowXConfig()
-        config = WidowXConfig(
-            arm=p("robot_model", "wx250s").value,
-            execution=execution_config(self, 0.2, "temporal_ensemble", 4, 4),
-            control_period_s=float(p("control_period", defaults.control_period_s).value),
-            safety=safety_config(self, True),
-            gripper=interbotix_pwm(float(p("gripper_pwm", 250.0).value)),
-            workspace_low=tuple(float(v) for v in p("workspace_low", list(defaults.workspace_low)).value),
-            workspace_high=tuple(float(v) for v in p("workspace_high", list(defaults.workspace_high)).value),
-            max_step_translation_m=float(p("max_step_translation", defaults.max_step_translation_m).value),
-            max_step_rotation_rad=float(p("max_step_rotation", defaults.max_step_rotation_rad).value),
-        )
+        config = declare_config(
+            self, defaults, ("arm", "control_period_s", "workspace_low", "workspace_high", "max_step_translation_m",
+                             "max_step_rotation_rad"), names={"arm": "robot_model"},
+            execution=execution_config(self, defaults.execution), safety=safety_config(self, defaults.safety),
+            gripper=interbotix_pwm(parameter(self, "gripper_pwm", defaults.gripper.robot_open)))
         self.adapter = WidowXAdapter(config)
         self.step_period_s = config.execution.step_period_s
         ns = self.robot_name
