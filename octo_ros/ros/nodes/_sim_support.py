@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 
 from octo_ros.robots.interbotix.driver_standin import JointStateSample
 from octo_ros.ros.messages import image_to_msg, ns_to_stamp, task_status_to_msg
-from octo_ros.ros.support import SENSOR_QOS, Diagnostics
+from octo_ros.ros.support import OK, SENSOR_QOS, Diagnostics
 from octo_ros.sim.tasks import TaskStatus
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns, stamp_to_ns
 
@@ -180,6 +180,16 @@ class SimNodeBase(Node):
         if self._render_thread is not None:
             self._render_thread.join(timeout=5.0)
             self._render_thread = None
+
+    # diagnostics --------------------------------------------------------------------------------
+    def sim_values(self) -> dict:
+        """The simulator's own diagnostics values (called under ``lock``)."""
+        return {}
+
+    def publish_sim_diagnostics(self) -> None:
+        with self.lock:
+            values = {**self.sim_values(), "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
+        self.diagnostics.publish(OK, "running", values)
 
     def close(self) -> None:
         self.stop_render_thread()

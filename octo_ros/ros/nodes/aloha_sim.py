@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 
 from octo_ros.robots.bimanual.sim import ARMS, TASKS, AlohaRenderer, AlohaSim, AlohaSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
-from octo_ros.ros.support import OK, run_node
+from octo_ros.ros.support import run_node
 
 # Real ALOHA camera names for gym-aloha's cameras (Octo's ALOHA example feeds ``top`` as primary).
 REAL_CAMERA_NAMES = {"top": "cam_high", "angle": "cam_low", "left_wrist": "cam_left_wrist",
@@ -73,7 +73,7 @@ class AlohaSimNode(SimNodeBase):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.declare_episodes(TASKS, self._lay_out_episode, lambda: self.sim.task_status(self.now_sim()))
         self.create_steady_timer(cfg.control_rate_hz, self._tick)
-        self.create_steady_timer(1.0, self._diagnostics)
+        self.create_steady_timer(1.0, self.publish_sim_diagnostics)
         self.start_render_thread(self._render_once, self._render_setup, self._render_teardown)
         self.get_logger().info(
             f"ALOHA sim ({cfg.task}) at {cfg.control_rate_hz:g} Hz, cameras {dict(zip(self.cameras, topics))} "
@@ -142,11 +142,8 @@ class AlohaSimNode(SimNodeBase):
             pub.publish(image_msg(renderer.render(qpos, cam), stamp, f"{self.frame_prefix}{cam}"))
         self.frames_published += 1
 
-    def _diagnostics(self) -> None:
-        with self.lock:
-            values = {"sim_time": f"{self.now_sim():.3f}", "violations": len(self.sim.violations),
-                      "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.diagnostics.publish(OK, "running", values)
+    def sim_values(self) -> dict:
+        return {"sim_time": f"{self.now_sim():.3f}", "violations": len(self.sim.violations)}
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from octo_ros.control.kinematics import rotation_log
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.sim import TASKS, UR5Scene, UR5SceneConfig, ur5_capsules
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg
-from octo_ros.ros.support import OK, run_node
+from octo_ros.ros.support import run_node
 from octo_ros.sim.render import render_scene
 from octo_ros.timebase import ns_to_seconds
 
@@ -50,7 +50,7 @@ class UR5SimNode(SimNodeBase):
         self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
         self.declare_episodes(TASKS, lambda task, seed: self.scene.set_task(task, seed).instruction,
                               lambda: self._solve_pending().task_status(ns_to_seconds(self.get_clock().now().nanoseconds)))
-        self.create_steady_timer(1.0, self._diagnostics)
+        self.create_steady_timer(1.0, self.publish_sim_diagnostics)
         self.start_render_thread(self._render_once)
         self.get_logger().info(f"UR5 camera sim at {self.render_rate:g} Hz")
 
@@ -97,11 +97,8 @@ class UR5SimNode(SimNodeBase):
         self.img_pub.publish(image_msg(img, stamp, self.frame_id))
         self.frames_published += 1
 
-    def _diagnostics(self) -> None:
-        with self.lock:
-            values = {"q": np.round(self.scene.q, 3).tolist(), "ik_failures": self.scene.ik_failures,
-                      "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.diagnostics.publish(OK, "running", values)
+    def sim_values(self) -> dict:
+        return {"q": np.round(self.scene.q, 3).tolist(), "ik_failures": self.scene.ik_failures}
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig
 from octo_ros.robots.widowx.sim import TASKS, WidowXSim, WidowXSimConfig
 from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
-from octo_ros.ros.support import OK, run_node
+from octo_ros.ros.support import run_node
 
 
 class WidowXSimNode(SimNodeBase):
@@ -57,7 +57,7 @@ class WidowXSimNode(SimNodeBase):
         self.declare_episodes(TASKS, lambda task, seed: self.sim.set_task(task, seed).instruction, self.sim.task_status)
         self.img_pub = self.image_publisher(self.camera_topic)
         self.create_steady_timer(rate, self._tick)
-        self.create_steady_timer(1.0, self._diagnostics)
+        self.create_steady_timer(1.0, self.publish_sim_diagnostics)
         self.start_render_thread(self._render_once)
         self.get_logger().info(
             f"WidowX sim /{ns} ({model}) at {rate:g} Hz, camera {self.camera_topic} "
@@ -99,11 +99,8 @@ class WidowXSimNode(SimNodeBase):
         self.img_pub.publish(image_msg(img, self.stamp(t), self.frame_id))
         self.frames_published += 1
 
-    def _diagnostics(self) -> None:
-        with self.lock:
-            values = {"sim_time": f"{self.sim.time:.3f}", "violations": len(self.sim.driver.violations),
-                      "frames": self.frames_published, "render_s": f"{self.last_render_s:.4f}"}
-        self.diagnostics.publish(OK, "running", values)
+    def sim_values(self) -> dict:
+        return {"sim_time": f"{self.sim.time:.3f}", "violations": len(self.sim.driver.violations)}
 
 
 def main() -> None:
