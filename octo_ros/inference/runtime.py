@@ -6,12 +6,13 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Collection, Generic, Optional, TypeVar
+from typing import Collection, Generic, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
 
 from octo_ros.datatypes import ObservationWindow
+from octo_ros.model.normalization import normalize
 from octo_ros.model.policy import OctoPolicy
 
 
@@ -48,14 +49,17 @@ class Task:
 NO_TASK = Task()
 
 
-def model_batch(window: ObservationWindow, observation_keys: Collection[str], max_window: int) -> dict[str, np.ndarray]:
+def model_batch(window: ObservationWindow, observation_keys: Collection[str], max_window: int,
+                proprio_statistics: Mapping | None = None) -> dict[str, np.ndarray]:
     """The observations ``OctoPolicy.sample_actions`` takes from one window: the inputs the model
     has (``image_*``, ``proprio``) and ``timestep_pad_mask``, the newest ``max_window`` steps,
-    with a leading batch axis of 1."""
+    with a leading batch axis of 1. Proprio is normalized with the checkpoint's ``proprio``
+    statistics, as Octo's training pipeline normalized it (the official ``NormalizeProprio``)."""
     keep = min(window.window_size, max_window)
     obs = {name: frames[None, -keep:] for name, frames in window.images.items() if name in observation_keys}
     if "proprio" in observation_keys:
-        obs["proprio"] = window.proprio[None, -keep:]
+        proprio = window.proprio[-keep:]
+        obs["proprio"] = (normalize(proprio, proprio_statistics) if proprio_statistics else proprio)[None]
     obs["timestep_pad_mask"] = window.timestep_pad_mask[None, -keep:]
     return obs
 

@@ -242,6 +242,10 @@ class OctoPolicy:
                     out[name] = tuple(shape[2:])
         return out
 
+    def proprio_statistics(self, dataset_key: Optional[str] = None) -> Optional[Mapping]:
+        """The chosen dataset's ``proprio`` statistics (None when the checkpoint has none)."""
+        return select_statistics(self.dataset_statistics, dataset_key).get("proprio")
+
     def action_info(self, dataset_key: Optional[str] = None) -> dict:
         """Per-dimension statistics and mask of the chosen dataset (for logging / safety limits)."""
         stats = select_statistics(self.dataset_statistics, dataset_key)["action"]

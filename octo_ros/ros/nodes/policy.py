@@ -100,7 +100,7 @@ class PolicyNode(Node):
             f"loaded {self.policy.model_id} in {time.perf_counter() - started:.1f} s on {device} "
             f"({self.policy.describe()['dtype']}, asked {dtype}); "
             f"horizon {self.policy.action_horizon} x {self.action_dim} ({', '.join(names)}), "
-            f"statistics '{self.dataset_key or self.policy.dataset_keys[0]}'"
+            f"statistics '{self.dataset_key or next(iter(self.policy.dataset_keys), 'single dataset')}'"
             + (f"; tokenizer {tokenizer.path} ({tokenizer.source})" if tokenizer.path else ""))
         if tokenizer.path is None and self.policy.has_language:
             self.get_logger().warning(
@@ -209,7 +209,8 @@ class PolicyNode(Node):
                         texts=[task.instruction] if task.instruction else None,
                         goals={k: v[None] for k, v in task.goals.items()} if task.goals else None)
                     tasks_for = task
-                batch = model_batch(window, self.policy.observation_keys, self.policy.max_window)
+                batch = model_batch(window, self.policy.observation_keys, self.policy.max_window,
+                                    self.policy.proprio_statistics(self.dataset_key))
                 out = self.policy.sample_actions(batch, tasks, dataset_key=self.dataset_key, generator=self.generator)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one bad inference
                 self._set_state(PolicyStatus.ERROR, f"inference failed: {type(err).__name__}: {err}")
