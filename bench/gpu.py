@@ -262,7 +262,7 @@ def latency(device: str, sizes, dtypes, batches, reps: int) -> None:
 
                 ms = time_call(call, reps, sync)
                 print(f"| octo-{size} | {policy.describe()['dtype']} | {batch} | {loop} | {ms:.2f} | {1000 / ms:.1f} |", flush=True)
-            del policy
+            policy = None  # free it before the next model is built
 
 
 def main(argv=None) -> int:

@@ -34,11 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
 from octo_ros.model import OctoPolicy, tune_malloc  # noqa: E402
 from octo_ros.model.hardware import describe_bf16  # noqa: E402
 from octo_ros.model.testing import make_random_policy  # noqa: E402
 from octo_ros.model.tokenizers import StemCache  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 
 def build_policy(size: str, cameras, dtype: str, device: str) -> OctoPolicy:

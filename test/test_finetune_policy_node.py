@@ -7,8 +7,8 @@ from support.finetune_data import make_lerobot_dataset
 from support.streams import SensorStreams
 
 from octo_ros.finetune import FinetuneConfig, finetune
-from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.model.testing import make_untrained_checkpoint
+from octo_ros.ros.messages import chunk_from_msg
 from octo_ros_msgs.msg import ActionChunk
 from octo_ros_msgs.srv import SetInstruction
 

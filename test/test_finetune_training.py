@@ -20,8 +20,8 @@ from octo_ros.cli import main as cli
 from octo_ros.finetune import FinetuneConfig, FinetuneError, Finetuner, finetune
 from octo_ros.model import OctoPolicy, read_official_checkpoint
 from octo_ros.model.policy import load_module
-from octo_ros.model.weights import export_flax_params
 from octo_ros.model.testing import make_untrained_checkpoint
+from octo_ros.model.weights import export_flax_params
 
 ALOHA_JOINTS = [f"{side}_{j}" for side in ("left", "right")
                 for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "left_finger")]

@@ -5,10 +5,9 @@ here from the TFRecord and protobuf specifications, independent of the writer.""
 from __future__ import annotations
 
 import json
+import struct
 import time
 from pathlib import Path
-
-import struct
 
 import cv2
 import imageio_ffmpeg

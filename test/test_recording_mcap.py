@@ -84,7 +84,7 @@ def walk(mcap: Path) -> dict:
 
     for opcode, offset, rec in records(data, 8, len(data) - 8):
         if opcode == 0x06:  # Chunk
-            start, end, size, crc = rec.u64(), rec.u64(), rec.u64(), rec.u32()
+            _start, _end, size, crc = rec.u64(), rec.u64(), rec.u64(), rec.u32()
             compression = rec.string()
             body = rec.take(rec.u64())
             assert compression == "", "rosbag2's default: uncompressed chunks"
@@ -98,7 +98,7 @@ def walk(mcap: Path) -> dict:
         elif opcode == 0x0F:
             out["data_end_crc"] = rec.u32()
         elif opcode == 0x02:  # Footer: the summary CRC covers summary start .. footer's summary_offset_start
-            summary_start, summary_offset_start, summary_crc = rec.u64(), rec.u64(), rec.u32()
+            summary_start, _summary_offset_start, summary_crc = rec.u64(), rec.u64(), rec.u32()
             covered = data[summary_start:offset + 1 + 8 + 16]
             out["footer"] = (summary_start, summary_crc, zlib.crc32(covered))
         elif opcode in (0x01, 0x03, 0x04, 0x05):
