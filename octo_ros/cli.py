@@ -74,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from octo_ros.ros.collect import register as register_collect
     from octo_ros.ros.demo import register as register_demo
+    from octo_ros.ros.evaluate import register as register_evaluate
     from octo_ros.ros.launcher import register as register_launch
 
     register_launch(sub)
     register_demo(sub)
     register_collect(sub)
+    register_evaluate(sub)
     return parser
 
 

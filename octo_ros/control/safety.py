@@ -24,9 +24,15 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def reason_kind(reason: str) -> str:
+    """A hold reason without its numbers ("chunk stale (1.2 s > 1.0 s)" → "chunk stale (# s > # s)")."""
+    return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)
 
 
 def all_finite(values) -> bool:

@@ -22,7 +22,6 @@ Invalid values are refused by the core config dataclasses, so the node does not 
 from __future__ import annotations
 
 import json
-import re
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -31,7 +30,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
-from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig
+from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, reason_kind
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
     DECLARE_GIVEN,
@@ -61,11 +60,6 @@ def joint_index(names) -> dict[str, int]:
         dup = sorted({str(n) for n in names if list(names).count(n) > 1})
         raise ValueError(f"duplicated joint names {dup}")
     return index
-
-
-def _reason_kind(reason: str) -> str:
-    """A hold reason without its numbers ("chunk stale (1.2 s > 1.0 s)" → "chunk stale (# s > # s)")."""
-    return re.sub(r"[-+]?\d[\d.e-]*", "#", reason)
 
 
 def execution_config(node, defaults: ChunkExecutionConfig) -> ChunkExecutionConfig:
@@ -223,7 +217,7 @@ class AdapterNodeBase(Node):
             self.commands_sent += 1
         if out.notes:
             self.clamped_ticks += 1
-        kind = _reason_kind(out.reason)
+        kind = reason_kind(out.reason)
         if out.status is not ControlStatus.MOVE and out.reason and kind != self._last_reason_kind:
             self._tick_warnings.append((f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}"))
         self._last_reason_kind = kind

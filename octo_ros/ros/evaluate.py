@@ -1,0 +1,521 @@
+"""`octo-ros evaluate <robot>`: seeded closed-loop episodes of a simulated task through the real
+graph — camera → observation buffer → policy (its own process) → adapter (armed) → simulator,
+over DDS — judged by the simulator's own success check (``~/task_status``).
+
+This process is the evaluator: for each seed it disarms the adapter, lays out the scene
+(``~/reset_episode``), brings the arm to the scene's start point (joint commands straight to the
+simulated driver, as a person resetting the robot would), resets the observation window, gives
+the policy the instruction, starts a recording, waits for the first chunk computed after the
+reset, arms the adapter and watches the task status, the adapter's status and the processes until
+the episode's rule (octo_ros.sim.tasks.EpisodeRule) decides. A node that dies is that episode's
+failure mode (octo_ros.evaluation.classify); the graph is started afresh and the next episode runs.
+
+OUT gets ``summary.json``, ``evidence.md`` / ``evidence.json``, one bag per episode (``bags/``)
+and a video of every failed episode (``videos/``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from octo_ros.evaluation import EpisodeResult, HoldTracker, classify, evidence_markdown, parse_seeds, summarize
+
+# The tasks an evaluation can run: robot -> (tasks, default task).
+EVALUATED_ROBOTS = ("widowx",)
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "robots" / "widowx" / "demo_policy"
+UNTRAINED = "untrained"
+LOG_NAME = "graph.log"
+
+
+def robot_tasks(robot: str):
+    if robot == "widowx":
+        from octo_ros.robots.widowx.sim import DEFAULT_TASK, TASKS
+    else:
+        raise ValueError(f"octo-ros evaluate runs the {', '.join(EVALUATED_ROBOTS)} tasks; {robot!r} has none yet")
+    return TASKS, DEFAULT_TASK
+
+
+def resolve_checkpoint(name: str, out: Path) -> Path:
+    """``demo``: the shipped policy; ``untrained``: random weights of the same tiny architecture
+    (written into OUT); else a checkpoint folder."""
+    if name == "demo":
+        if not (DEMO_CHECKPOINT / "octo_native.json").is_file() and not DEMO_CHECKPOINT.is_dir():
+            raise ValueError(f"no shipped demo policy at {DEMO_CHECKPOINT}: tools/train_demo_policy.sh makes one")
+        return DEMO_CHECKPOINT
+    if name == UNTRAINED:
+        from octo_ros.model.testing import make_untrained_checkpoint
+
+        return make_untrained_checkpoint(out / "untrained_checkpoint", cameras=("primary",), action_dim=7, action_horizon=4,
+                                         head="diffusion", dataset=UNTRAINED)
+    path = Path(name).expanduser().resolve()
+    if not path.is_dir():
+        raise ValueError(f"checkpoint {name!r} is not a folder (or 'demo' / '{UNTRAINED}')")
+    return path
+
+
+def evaluation_specs(robot: str, task: str, checkpoint: Path, out: Path, assignments: dict[str, str]):
+    from octo_ros.ros.graph import ADAPTERS, SIMULATORS, describe
+
+    sim = SIMULATORS[robot]
+    arguments = {"checkpoint": str(checkpoint), "dry_run": "true", "record": "true",
+                 "recorder.output_dir": str(out / "bags"), f"{sim}.episode_task": task}
+    if assignments.get("dataset_statistics_key") is None and (checkpoint / "dataset_statistics.json").is_file():
+        keys = list(json.loads((checkpoint / "dataset_statistics.json").read_text()))
+        if len(keys) == 1:  # a fine-tuned or untrained checkpoint knows one dataset
+            arguments["dataset_statistics_key"] = keys[0]
+    arguments.update(assignments)
+    specs = describe(robot, sim=True, arguments=arguments)
+    for spec in specs:
+        if spec.name == "recorder":
+            spec.parameters["topics"] = [*spec.parameters.get("topics", []), f"/{sim}/task_status", f"/{ADAPTERS[robot]}/status"]
+    return specs
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("octo_ros")
+    except PackageNotFoundError:
+        v = "source"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"octo_ros {v}" + (f" ({commit})" if commit else "")
+
+
+def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], instruction: str) -> dict:
+    from octo_ros.inference.checkpoint_info import checkpoint_content_hash, checkpoint_image_sizes
+    from octo_ros.ros.graph import ADAPTERS
+
+    params = {s.name: s.parameters for s in specs}
+    adapter = dict(params[ADAPTERS[robot]])
+    keys = ("control_period", "step_period", "workspace_low", "workspace_high", "max_step_translation",
+            "max_step_rotation", "chunk_timeout", "state_timeout", "exec_horizon", "ensemble_horizon", "exp_weight")
+    gripper = (f"policy gripper 1 = open, 0 = closed -> xs_sdk PWM +{adapter.get('gripper_pwm')} open / "
+               f"-{adapter.get('gripper_pwm')} closed" if robot == "widowx" else "")
+    return {
+        "robot": robot, "task": task, "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_content_hash(checkpoint),
+        "dataset_statistics_key": params["policy"].get("dataset_statistics_key", ""),
+        "cameras": {name: f"{h}x{w}" for name, (h, w) in checkpoint_image_sizes(checkpoint).items()},
+        "adapter": {k: adapter[k] for k in keys if k in adapter},
+        "gripper_convention": gripper, "execution_mode": adapter.get("execution_mode", ""),
+        "seeds": seeds, "instruction": instruction or "the scene's (names its target block)",
+        "software_version": software_version(),
+    }
+
+
+class Evaluator:
+    """This process's ROS side: task status, adapter status, chunks and commands in; the
+    services that reset, instruct, arm and record out."""
+
+    def __init__(self, robot: str, graph):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticStatus
+        from interbotix_xs_msgs.msg import JointGroupCommand
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from octo_ros.ros.graph import ADAPTERS, SIMULATORS
+        from octo_ros.ros.messages import task_status_from_msg
+        from octo_ros_msgs.msg import ActionChunk
+
+        self.graph = graph
+        self.adapter, self.sim = ADAPTERS[robot], SIMULATORS[robot]
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("octo_ros_evaluate", context=self.context)
+        self._lock = threading.Lock()
+        self.status, self.statuses = None, 0
+        self.chunk_stamp_ns = 0
+        self.commands = 0
+        self.holds: HoldTracker | None = None
+        self._from_msg = task_status_from_msg
+        self.node.create_subscription(DiagnosticStatus, f"/{self.sim}/task_status", self._on_status, 10)
+        self.node.create_subscription(String, f"/{self.adapter}/status", self._on_adapter, 50)
+        self.node.create_subscription(ActionChunk, "/action_chunk", self._on_chunk, 10)
+        self.node.create_subscription(JointGroupCommand, "/wx250s/commands/joint_group", self._on_command, 50)
+        self.joints = self.node.create_publisher(JointGroupCommand, "/wx250s/commands/joint_group", 10)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True, name="evaluate-executor")
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # the context shut down under us
+                if self.context.ok():
+                    raise
+
+    def _on_status(self, msg) -> None:
+        try:
+            status = self._from_msg(msg)
+        except ValueError:
+            return
+        with self._lock:
+            self.status, self.statuses = status, self.statuses + 1
+
+    def _on_adapter(self, msg) -> None:
+        with self._lock:
+            if self.holds is not None:
+                self.holds.update(time.monotonic(), msg.data)
+
+    def _on_chunk(self, msg) -> None:
+        from octo_ros.timebase import stamp_to_ns
+
+        with self._lock:
+            self.chunk_stamp_ns = max(self.chunk_stamp_ns, stamp_to_ns(msg.header.stamp))
+
+    def _on_command(self, _msg) -> None:
+        with self._lock:
+            self.commands += 1
+
+    def latest(self):
+        with self._lock:
+            return self.status, self.statuses
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def wait(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.graph.check() or self.graph.failed:
+                raise NodeDied(list(self.graph.failed))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what} (see {LOG_NAME})")
+            time.sleep(0.01)
+
+    def call(self, srv_type, name: str, request, timeout: float = 60.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.wait(client.service_is_ready, timeout, f"the service {name}")
+            future = client.call_async(request)
+            self.wait(future.done, timeout, f"an answer from {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def trigger(self, name: str) -> str:
+        from std_srvs.srv import Trigger
+
+        reply = self.call(Trigger, name, Trigger.Request())
+        if not reply.success:
+            raise RuntimeError(f"{name} refused: {reply.message}")
+        return reply.message
+
+    def lay_out(self, task: str, seed: int) -> str:
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        params = [Parameter(name="episode_task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
+                  Parameter(name="episode_seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))]
+        results = self.call(SetParameters, f"/{self.sim}/set_parameters", SetParameters.Request(parameters=params)).results
+        refused = [r.reason for r in results if not r.successful]
+        if refused:
+            raise RuntimeError(f"{self.sim} refused the episode: {'; '.join(refused)}")
+        instruction = self.trigger(f"/{self.sim}/reset_episode")
+        _, count = self.latest()
+        self.wait(lambda: self.latest()[1] > count + 1 and self.latest()[0].seed == seed, 10.0, "the new episode's status")
+        return instruction
+
+    def arm(self, armed: bool) -> None:
+        from std_srvs.srv import SetBool
+
+        reply = self.call(SetBool, f"/{self.adapter}/set_dry_run", SetBool.Request(data=not armed))
+        if not reply.success:
+            raise RuntimeError(f"{self.adapter} refused to {'arm' if armed else 'disarm'}: {reply.message}")
+
+    def move_arm(self, q) -> None:
+        from interbotix_xs_msgs.msg import JointGroupCommand
+
+        self.joints.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in q]))
+
+    def instruct(self, instruction: str) -> None:
+        from octo_ros_msgs.srv import SetInstruction
+
+        reply = self.call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=instruction))
+        if not reply.success:
+            raise RuntimeError(f"the policy refused the instruction: {reply.message}")
+
+    def start_episode(self, instruction: str, metadata: dict) -> str:
+        from diagnostic_msgs.msg import KeyValue
+
+        from octo_ros_msgs.srv import StartEpisode
+
+        request = StartEpisode.Request(instruction=instruction, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
+        reply = self.call(StartEpisode, "/recorder/start_episode", request)
+        if not reply.success:
+            raise RuntimeError(f"the recorder did not start an episode: {reply.message}")
+        return reply.bag_path
+
+    def stop_episode(self, outcome: str, notes: dict) -> str:
+        from diagnostic_msgs.msg import KeyValue
+
+        from octo_ros_msgs.srv import StopEpisode
+
+        request = StopEpisode.Request(outcome=outcome, metadata=[KeyValue(key=k, value=str(v)) for k, v in notes.items()])
+        reply = self.call(StopEpisode, "/recorder/stop_episode", request)
+        if not reply.success:
+            raise RuntimeError(f"the recorder did not stop the episode cleanly: {reply.message}")
+        return reply.bag_path
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._spin.join(timeout=2.0)
+
+
+class NodeDied(RuntimeError):
+    def __init__(self, names: list[str]):
+        super().__init__(f"{', '.join(names)} died")
+        self.names = names
+
+
+def start_joints(scene, initial_q) -> np.ndarray:
+    """Joint angles putting the tip at the scene's start point with the initial pose's orientation
+    (what the translation-only operator of `octo-ros collect` keeps)."""
+    from octo_ros.control.kinematics import forward_kinematics, solve_ik
+    from octo_ros.robots.interbotix.kinematics import ARMS
+
+    kin = ARMS["wx250s"]
+    target = forward_kinematics(kin, np.asarray(initial_q, float))
+    target[:3, 3] = scene.start
+    ik = solve_ik(kin, target, seeds=(np.asarray(initial_q, float),))
+    if not ik.success:
+        raise RuntimeError(f"no joint solution for the start point {scene.start}: {ik.reason}")
+    return ik.q
+
+
+def block_reached(scene, tip) -> str:
+    """The colour of the block the tip is on (the task's own check against each block), or ''."""
+    for i, colour in enumerate(scene.colours):
+        if dataclasses.replace(scene, target=i).on_target(tip):
+            return colour
+    return ""
+
+
+@dataclasses.dataclass
+class EvaluationSettings:
+    robot: str
+    task: str
+    checkpoint: str
+    seeds: list[int]
+    out: Path
+    instruction: str = ""  # '' : the scene's own; else this text for every episode
+    swap_target: bool = False  # instruct another block of the scene than the one the simulator judges
+    assignments: dict = dataclasses.field(default_factory=dict)
+    progress: bool = True
+    reset_timeout_s: float = 15.0
+
+
+class Evaluation:
+    """Runs the episodes; ``graph`` and ``episode`` (the index being run, -1 before) can be watched."""
+
+    def __init__(self, settings: EvaluationSettings):
+        self.s = settings
+        self.graph = None
+        self.episode = -1
+        self.armed = False
+        self.results: list[EpisodeResult] = []
+
+    def _start_graph(self, specs, log):
+        from octo_ros.ros.launcher import GraphProcess
+
+        self.graph = GraphProcess(specs, out=log, keep_going=True)
+        self.graph.start()
+        op = Evaluator(self.s.robot, self.graph)
+        op.wait(lambda: op.latest()[0] is not None, 180.0, "the simulator's task status")
+        return op
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        from octo_ros.sim.reach import sample_scene
+
+        s = self.s
+        tasks, _ = robot_tasks(s.robot)
+        if s.task not in tasks:
+            raise ValueError(f"unknown {s.robot} task {s.task!r} (choose one of {', '.join(tasks)})")
+        s.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = resolve_checkpoint(s.checkpoint, s.out)
+        specs = evaluation_specs(s.robot, s.task, checkpoint, s.out, s.assignments)
+        initial_q = next(sp for sp in specs if sp.name.endswith("_sim")).parameters["initial_pose"]
+        ev = evidence(s.robot, s.task, checkpoint, specs, s.seeds, s.instruction)
+        (s.out / "evidence.json").write_text(json.dumps(ev, indent=2))
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # the evaluator commands real topic names
+        log = open(s.out / LOG_NAME, "a")
+        bar = tqdm(total=len(s.seeds), unit="episode", disable=not s.progress, file=sys.stderr)
+        op = None
+        try:
+            op = self._start_graph(specs, log)
+            for index, seed in enumerate(s.seeds):
+                self.episode = index
+                scene = sample_scene(s.task, tasks[s.task], seed)
+                try:
+                    result = self._episode(op, index, scene, initial_q)
+                except NodeDied as died:
+                    result = self._died(op, index, scene, died.names)
+                    op.close()
+                    self.graph.stop()
+                    op = self._start_graph(specs, log)
+                self.results.append(result)
+                bar.update(1)
+                bar.set_postfix(successes=sum(r.success for r in self.results))
+                self._write(ev)
+        finally:
+            bar.close()
+            if op is not None:
+                op.close()
+            if self.graph is not None:
+                self.graph.stop()
+            log.close()
+        return self._write(ev)
+
+    def _write(self, ev: dict) -> dict:
+        summary = summarize(self.results, ev)
+        (self.s.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (self.s.out / "evidence.md").write_text(evidence_markdown(summary))
+        return summary
+
+    def _instruction(self, scene) -> tuple[str, str]:
+        """(instruction, the block it names)."""
+        if self.s.instruction:
+            named = [c for c in scene.colours if c in self.s.instruction]
+            return self.s.instruction, named[0] if named else ""
+        target = scene.target
+        if self.s.swap_target:
+            target = (scene.target + 1) % len(scene.colours)
+        return scene.config.instruction.format(colour=scene.colours[target]), scene.colours[target]
+
+    def _episode(self, op: Evaluator, index: int, scene, initial_q) -> EpisodeResult:
+        from octo_ros.sim.tasks import EpisodeJudge
+
+        op.arm(False)  # the reset moves the arm: never while armed
+        self.armed = False
+        op.lay_out(scene.task, scene.seed)
+        q = start_joints(scene, initial_q)
+        deadline = time.monotonic() + self.s.reset_timeout_s
+        while np.linalg.norm(np.asarray(op.latest()[0].values["tip"]) - scene.start) > 0.005:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the arm did not reach the start point of seed {scene.seed}")
+            if op.graph.check() or op.graph.failed:
+                raise NodeDied(list(op.graph.failed))
+            op.move_arm(q)
+            time.sleep(0.1)
+        instruction, named = self._instruction(scene)
+        op.trigger("/observation_buffer/reset")
+        op.instruct(instruction)
+        reset_ns = op.now_ns()
+        bag = op.start_episode(instruction, {"evaluate_episode": index, "seed": scene.seed, "task": scene.task,
+                                             "checkpoint": self.s.checkpoint})
+        op.wait(lambda: op.chunk_stamp_ns > reset_ns, 60.0, "a chunk computed after the reset")
+        with op._lock:
+            op.holds, commands0 = HoldTracker(), op.commands
+        op.arm(True)
+        self.armed = True
+        status, count = op.latest()
+        judge = EpisodeJudge(scene.config.rule, start=status.time)
+        succeeded_at = None
+        dead: list[str] = []
+        while judge.outcome is None:
+            try:
+                op.wait(lambda: op.latest()[1] > count, 5.0, "the task status")
+            except NodeDied as died:
+                dead = died.names
+                break
+            status, count = op.latest()
+            if judge.update(status.time, status.success) == "success":
+                succeeded_at = status.time - judge.start
+            with op._lock:
+                if op.holds.estop_reason is not None:
+                    break
+        success = judge.outcome == "success" and not dead
+        with op._lock:
+            holds, steps = op.holds, op.commands - commands0
+            op.holds = None
+        mode, detail = classify(success, dead, holds)
+        if dead:
+            raise NodeDied(dead)  # the graph is restarted; _died records the episode
+        op.arm(False)
+        self.armed = False
+        if mode == "estop":
+            op.trigger(f"/{op.adapter}/reset_estop")
+        bag = op.stop_episode("success" if success else "failure", {"failure_mode": mode or "", "failure_detail": detail})
+        video = "" if success else self._video(bag)
+        return EpisodeResult(index, scene.seed, instruction, success, mode, detail, steps, status.time - judge.start,
+                             succeeded_at, bag=bag, video=video, target=scene.colours[scene.target],
+                             instruction_target=named, reached=block_reached(scene, status.values["tip"]))
+
+    def _died(self, op: Evaluator, index: int, scene, names: list[str]) -> EpisodeResult:
+        codes = [f"{n} (exit code {self.graph.processes[n].returncode})" for n in names]
+        bag = ""
+        if "recorder" not in names:
+            try:
+                bag = op.stop_episode("failure", {"failure_mode": "node_error", "failure_detail": ", ".join(codes)})
+            except (RuntimeError, NodeDied):
+                bag = ""
+        status, _ = op.latest()
+        instruction, named = self._instruction(scene)
+        return EpisodeResult(index, scene.seed, instruction, False, "node_error", ", ".join(codes), 0, 0.0, None,
+                             bag=bag, video=self._video(bag) if bag else "", target=scene.colours[scene.target],
+                             instruction_target=named, reached=block_reached(scene, status.values["tip"]) if status else "")
+
+    def _video(self, bag: str) -> str:
+        from octo_ros.recording.review import review
+
+        try:
+            return str(review(bag, self.s.out / "videos").get("video", ""))
+        except Exception as exc:  # a bag too short to review must not end the evaluation
+            return f"(no video: {exc})"
+
+
+def _cmd_evaluate(args) -> int:
+    from octo_ros.ros.launcher import parse_assignments
+
+    try:
+        tasks, default = robot_tasks(args.robot)
+        settings = EvaluationSettings(
+            robot=args.robot, task=args.task or default, checkpoint=args.checkpoint,
+            seeds=parse_seeds(args.seeds, args.episodes), out=Path(args.out).resolve(), instruction=args.instruction or "",
+            swap_target=args.swap_target, assignments=parse_assignments(args.assignments), progress=not args.no_progress)
+        summary = Evaluation(settings).run()
+    except (ValueError, RuntimeError) as err:
+        print(f"octo-ros evaluate: {err}", file=sys.stderr)
+        return 1
+    low, high = summary["wilson_95"]
+    print(f"success rate {summary['success_rate']:.2f} ({summary['successes']}/{summary['episodes']}, "
+          f"95 % Wilson {low:.2f}-{high:.2f}); failure modes {summary['failure_modes']}; {settings.out / 'summary.json'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="seeded closed-loop episodes of a simulated task through the real graph",
+                              description="Success judged by the simulator; OUT gets summary.json, evidence.md/json, "
+                              "bags/ and videos/ of failures.")
+    p.add_argument("robot", choices=EVALUATED_ROBOTS)
+    p.add_argument("--task", default="", help="the robot's default task when not given")
+    p.add_argument("--checkpoint", required=True, help=f"a checkpoint folder, 'demo' (the shipped policy) or '{UNTRAINED}'")
+    p.add_argument("--episodes", type=int, default=None, help="how many episodes (default: one per seed)")
+    p.add_argument("--seeds", default="1000-1019", help="A-B (inclusive), A,B,C, or A (then --episodes seeds from A)")
+    p.add_argument("--instruction", default="", help="this instruction for every episode instead of the scene's")
+    p.add_argument("--swap-target", action="store_true", help="instruct another block than the one the simulator judges")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("out")
+    p.add_argument("assignments", nargs="*", metavar="key:=value", help="launch arguments or node.parameter overrides")
+    p.set_defaults(func=_cmd_evaluate)
