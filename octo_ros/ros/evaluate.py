@@ -142,6 +142,7 @@ class Evaluator:
         self.chunk_stamp_ns = 0
         self.commands = 0
         self.holds: HoldTracker | None = None
+        self.known_dead: set[str] = set()  # deaths already reported: the recorder may still be asked to stop
         self._from_msg = task_status_from_msg
         self.node.create_subscription(DiagnosticStatus, f"/{self.sim}/task_status", self._on_status, 10)
         self.node.create_subscription(String, f"/{self.adapter}/status", self._on_adapter, 50)
@@ -191,11 +192,16 @@ class Evaluator:
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
+    def check_alive(self) -> None:
+        """NodeDied when a node died that was not known dead already."""
+        self.graph.check()
+        if set(self.graph.failed) - self.known_dead:
+            raise NodeDied(list(self.graph.failed))
+
     def wait(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
-            if self.graph.check() or self.graph.failed:
-                raise NodeDied(list(self.graph.failed))
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out after {timeout:g} s waiting for {what} (see {LOG_NAME})")
             time.sleep(0.01)
@@ -263,13 +269,13 @@ class Evaluator:
             raise RuntimeError(f"the recorder did not start an episode: {reply.message}")
         return reply.bag_path
 
-    def stop_episode(self, outcome: str, notes: dict) -> str:
+    def stop_episode(self, outcome: str, notes: dict, timeout: float = 60.0) -> str:
         from diagnostic_msgs.msg import KeyValue
 
         from octo_ros_msgs.srv import StopEpisode
 
         request = StopEpisode.Request(outcome=outcome, metadata=[KeyValue(key=k, value=str(v)) for k, v in notes.items()])
-        reply = self.call(StopEpisode, "/recorder/stop_episode", request)
+        reply = self.call(StopEpisode, "/recorder/stop_episode", request, timeout)
         if not reply.success:
             raise RuntimeError(f"the recorder did not stop the episode cleanly: {reply.message}")
         return reply.bag_path
@@ -332,6 +338,7 @@ class Evaluation:
         self.graph = None
         self.episode = -1
         self.armed = False
+        self.restart = False  # the episode's graph lost a node: start a fresh one
         self.results: list[EpisodeResult] = []
 
     def _start_graph(self, specs, log):
@@ -367,10 +374,12 @@ class Evaluation:
             for index, seed in enumerate(s.seeds):
                 self.episode = index
                 scene = sample_scene(s.task, tasks[s.task], seed)
+                self.restart = False
                 try:
                     result = self._episode(op, index, scene, initial_q)
-                except NodeDied as died:
+                except NodeDied as died:  # before the episode was armed
                     result = self._died(op, index, scene, died.names)
+                if self.restart:
                     op.close()
                     self.graph.stop()
                     op = self._start_graph(specs, log)
@@ -414,8 +423,7 @@ class Evaluation:
         while np.linalg.norm(np.asarray(op.latest()[0].values["tip"]) - scene.start) > 0.005:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the arm did not reach the start point of seed {scene.seed}")
-            if op.graph.check() or op.graph.failed:
-                raise NodeDied(list(op.graph.failed))
+            op.check_alive()
             op.move_arm(q)
             time.sleep(0.1)
         instruction, named = self._instruction(scene)
@@ -449,9 +457,9 @@ class Evaluation:
         with op._lock:
             holds, steps = op.holds, op.commands - commands0
             op.holds = None
-        mode, detail = classify(success, dead, holds)
         if dead:
-            raise NodeDied(dead)  # the graph is restarted; _died records the episode
+            return self._died(op, index, scene, dead, steps, status.time - judge.start)
+        mode, detail = classify(success, dead, holds)
         op.arm(False)
         self.armed = False
         if mode == "estop":
@@ -462,17 +470,21 @@ class Evaluation:
                              succeeded_at, bag=bag, video=video, target=scene.colours[scene.target],
                              instruction_target=named, reached=block_reached(scene, status.values["tip"]))
 
-    def _died(self, op: Evaluator, index: int, scene, names: list[str]) -> EpisodeResult:
-        codes = [f"{n} (exit code {self.graph.processes[n].returncode})" for n in names]
+    def _died(self, op: Evaluator, index: int, scene, names: list[str], steps: int = 0, seconds: float = 0.0) -> EpisodeResult:
+        """The episode a node died in: recorded as far as the recorder still can; the graph restarts."""
+        self.restart = True
+        self.armed = False
+        mode, detail = classify(False, [f"{n} (exit code {self.graph.processes[n].returncode})" for n in names])
+        op.known_dead = set(self.graph.failed)
         bag = ""
         if "recorder" not in names:
             try:
-                bag = op.stop_episode("failure", {"failure_mode": "node_error", "failure_detail": ", ".join(codes)})
-            except (RuntimeError, NodeDied):
+                bag = op.stop_episode("failure", {"failure_mode": mode, "failure_detail": detail}, timeout=10.0)
+            except (RuntimeError, NodeDied):  # it was not recording yet, or died too
                 bag = ""
         status, _ = op.latest()
         instruction, named = self._instruction(scene)
-        return EpisodeResult(index, scene.seed, instruction, False, "node_error", ", ".join(codes), 0, 0.0, None,
+        return EpisodeResult(index, scene.seed, instruction, False, mode, detail, steps, seconds, None,
                              bag=bag, video=self._video(bag) if bag else "", target=scene.colours[scene.target],
                              instruction_target=named, reached=block_reached(scene, status.values["tip"]) if status else "")
 
