@@ -48,8 +48,10 @@ class RandomTwistOperator:
         return self.rng.uniform(-self.max_speed, self.max_speed, 3), float(self.rng.integers(2))
 
 
-def _reach_episode(robot, task: str, seed: int, operator: str) -> EpisodeResult:
-    """``robot``: a loop below (set_task, tip, status, tick advancing one step, t)."""
+def _reach_episode(robot, task: str, seed: int, operator: str, policy_side=None) -> EpisodeResult:
+    """``robot``: a loop below (set_task, tip, status, tick advancing one step, t); ``policy_side``
+    (action -> action), when given, is applied to every judged action before the adapter executes it:
+    the conventions between a policy's output and the adapter (normalization, signs) under test."""
     scene = robot.set_task(task, seed)
     expert = ReachExpert(scene)
     teleop = Teleop()
@@ -62,7 +64,8 @@ def _reach_episode(robot, task: str, seed: int, operator: str) -> EpisodeResult:
     judge = EpisodeJudge(scene.config.rule, start=robot.t)
     while judge.update(robot.t, robot.status().success) is None:
         v, g = player.command(robot.tip(), robot.t)
-        robot.tick(teleop.action(robot.t, v, g))
+        action = teleop.action(robot.t, v, g)
+        robot.tick(action if policy_side is None else policy_side(action))
     return EpisodeResult(judge.outcome, robot.t - judge.start, reset_ok)
 
 
@@ -155,9 +158,9 @@ class UR5Loop:
 LOOPS = {"widowx": WidowXLoop, "ur5": UR5Loop}
 
 
-def run_episodes(robot: str, task: str, seeds, operator: str = "expert") -> list[EpisodeResult]:
+def run_episodes(robot: str, task: str, seeds, operator: str = "expert", policy_side=None) -> list[EpisodeResult]:
     loop = LOOPS[robot]()
-    return [_reach_episode(loop, task, seed, operator) for seed in seeds]
+    return [_reach_episode(loop, task, seed, operator, policy_side) for seed in seeds]
 
 
 class RandomJointOperator:
