@@ -33,6 +33,9 @@ SIZES = {
     # name: (D, layers, mlp, heads, image sizes primary/wrist, head kwargs, language encoder)
     "tiny": dict(d=64, layers=2, mlp=128, heads=2, primary=64, wrist=32, t5="t5_tiny",
                  head=dict(hidden_dim=64, num_blocks=2, time_dim=16, diffusion_steps=10)),
+    # trains on a 2-core CPU in minutes (tools/train_demo_policy.sh): the blocks stay a few pixels wide
+    "demo": dict(d=128, layers=4, mlp=256, heads=4, primary=128, wrist=64, t5="t5_tiny",
+                 head=dict(hidden_dim=128, num_blocks=2, time_dim=16, diffusion_steps=10)),
     "small": dict(d=384, layers=12, mlp=1536, heads=6, primary=256, wrist=128, t5="t5-base", head={}),
     "base": dict(d=768, layers=12, mlp=3072, heads=12, primary=256, wrist=128, t5="t5-base", head={}),
 }
@@ -157,18 +160,19 @@ def make_random_checkpoint(
 ):
     """Build a randomly initialised Octo model in PyTorch and write it in the official layout.
 
-    ``size`` is ``tiny`` (test-sized, tiny T5 stand-in), ``small`` or ``base`` (release
+    ``size`` is ``tiny`` (test-sized, tiny T5 stand-in), ``demo`` (the shipped demo policy's, same T5), ``small`` or ``base`` (release
     architectures with a t5-base encoder).  Returns ``(path, module)`` with the in-memory model.
     """
     path = Path(path)
     config = make_config(size, cameras, head, action_dim, action_horizon, proprio_dim, language)
     image_sizes = config.pop("image_sizes")
-    if language and size == "tiny" and write_t5_config:
+    tiny_t5 = SIZES.get(size, {}).get("t5") == "t5_tiny"
+    if language and tiny_t5 and write_t5_config:
         t5_dir = path / "t5_tiny"
         t5_dir.mkdir(parents=True, exist_ok=True)
         (t5_dir / "config.json").write_text(json.dumps(dict(TINY_T5, model_type="t5")))
     cfg = parse_config(config, search_dirs=[path])
-    if language and size == "tiny" and cfg.task_tokenizers[0].t5 is None:
+    if language and tiny_t5 and cfg.task_tokenizers[0].t5 is None:
         cfg.task_tokenizers[0].t5 = T5Config(**TINY_T5)
     counts, channels = shapes_from_images(
         cfg, {c: (s, s, 3) for c, s in image_sizes.items()}, {"proprio": proprio_dim or 0}
