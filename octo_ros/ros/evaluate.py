@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -116,177 +115,6 @@ def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], i
     }
 
 
-class Evaluator:
-    """This process's ROS side: task status, adapter status, chunks and commands in; the
-    services that reset, instruct, arm and record out."""
-
-    def __init__(self, robot: str, graph):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticStatus
-        from interbotix_xs_msgs.msg import JointGroupCommand
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
-        from std_msgs.msg import String
-
-        from octo_ros.ros.graph import ADAPTERS, SIMULATORS
-        from octo_ros.ros.messages import task_status_from_msg
-        from octo_ros_msgs.msg import ActionChunk
-
-        self.graph = graph
-        self.adapter, self.sim = ADAPTERS[robot], SIMULATORS[robot]
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("octo_ros_evaluate", context=self.context)
-        self._lock = threading.Lock()
-        self.status, self.statuses = None, 0
-        self.chunk_stamp_ns = 0
-        self.commands = 0
-        self.holds: HoldTracker | None = None
-        self.known_dead: set[str] = set()  # deaths already reported: the recorder may still be asked to stop
-        self._from_msg = task_status_from_msg
-        self.node.create_subscription(DiagnosticStatus, f"/{self.sim}/task_status", self._on_status, 10)
-        self.node.create_subscription(String, f"/{self.adapter}/status", self._on_adapter, 50)
-        self.node.create_subscription(ActionChunk, "/action_chunk", self._on_chunk, 10)
-        self.node.create_subscription(JointGroupCommand, "/wx250s/commands/joint_group", self._on_command, 50)
-        self.joints = self.node.create_publisher(JointGroupCommand, "/wx250s/commands/joint_group", 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True, name="evaluate-executor")
-        self._spin.start()
-
-    def _spin_loop(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # the context shut down under us
-                if self.context.ok():
-                    raise
-
-    def _on_status(self, msg) -> None:
-        try:
-            status = self._from_msg(msg)
-        except ValueError:
-            return
-        with self._lock:
-            self.status, self.statuses = status, self.statuses + 1
-
-    def _on_adapter(self, msg) -> None:
-        with self._lock:
-            if self.holds is not None:
-                self.holds.update(time.monotonic(), msg.data)
-
-    def _on_chunk(self, msg) -> None:
-        from octo_ros.timebase import stamp_to_ns
-
-        with self._lock:
-            self.chunk_stamp_ns = max(self.chunk_stamp_ns, stamp_to_ns(msg.header.stamp))
-
-    def _on_command(self, _msg) -> None:
-        with self._lock:
-            self.commands += 1
-
-    def latest(self):
-        with self._lock:
-            return self.status, self.statuses
-
-    def now_ns(self) -> int:
-        return self.node.get_clock().now().nanoseconds
-
-    def check_alive(self) -> None:
-        """NodeDied when a node died that was not known dead already."""
-        self.graph.check()
-        if set(self.graph.failed) - self.known_dead:
-            raise NodeDied(list(self.graph.failed))
-
-    def wait(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what} (see {LOG_NAME})")
-            time.sleep(0.01)
-
-    def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            self.wait(client.service_is_ready, timeout, f"the service {name}")
-            future = client.call_async(request)
-            self.wait(future.done, timeout, f"an answer from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def trigger(self, name: str) -> str:
-        from std_srvs.srv import Trigger
-
-        reply = self.call(Trigger, name, Trigger.Request())
-        if not reply.success:
-            raise RuntimeError(f"{name} refused: {reply.message}")
-        return reply.message
-
-    def lay_out(self, task: str, seed: int) -> str:
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-
-        params = [Parameter(name="episode_task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
-                  Parameter(name="episode_seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))]
-        results = self.call(SetParameters, f"/{self.sim}/set_parameters", SetParameters.Request(parameters=params)).results
-        refused = [r.reason for r in results if not r.successful]
-        if refused:
-            raise RuntimeError(f"{self.sim} refused the episode: {'; '.join(refused)}")
-        instruction = self.trigger(f"/{self.sim}/reset_episode")
-        _, count = self.latest()
-        self.wait(lambda: self.latest()[1] > count + 1 and self.latest()[0].seed == seed, 10.0, "the new episode's status")
-        return instruction
-
-    def arm(self, armed: bool) -> None:
-        from std_srvs.srv import SetBool
-
-        reply = self.call(SetBool, f"/{self.adapter}/set_dry_run", SetBool.Request(data=not armed))
-        if not reply.success:
-            raise RuntimeError(f"{self.adapter} refused to {'arm' if armed else 'disarm'}: {reply.message}")
-
-    def move_arm(self, q) -> None:
-        from interbotix_xs_msgs.msg import JointGroupCommand
-
-        self.joints.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in q]))
-
-    def instruct(self, instruction: str) -> None:
-        from octo_ros_msgs.srv import SetInstruction
-
-        reply = self.call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=instruction))
-        if not reply.success:
-            raise RuntimeError(f"the policy refused the instruction: {reply.message}")
-
-    def start_episode(self, instruction: str, metadata: dict) -> str:
-        from diagnostic_msgs.msg import KeyValue
-
-        from octo_ros_msgs.srv import StartEpisode
-
-        request = StartEpisode.Request(instruction=instruction, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
-        reply = self.call(StartEpisode, "/recorder/start_episode", request)
-        if not reply.success:
-            raise RuntimeError(f"the recorder did not start an episode: {reply.message}")
-        return reply.bag_path
-
-    def stop_episode(self, outcome: str, notes: dict, timeout: float = 60.0) -> str:
-        from diagnostic_msgs.msg import KeyValue
-
-        from octo_ros_msgs.srv import StopEpisode
-
-        request = StopEpisode.Request(outcome=outcome, metadata=[KeyValue(key=k, value=str(v)) for k, v in notes.items()])
-        reply = self.call(StopEpisode, "/recorder/stop_episode", request, timeout)
-        if not reply.success:
-            raise RuntimeError(f"the recorder did not stop the episode cleanly: {reply.message}")
-        return reply.bag_path
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._spin.join(timeout=2.0)
-
-
 class NodeDied(RuntimeError):
     def __init__(self, names: list[str]):
         super().__init__(f"{', '.join(names)} died")
@@ -342,6 +170,7 @@ class Evaluation:
         self.results: list[EpisodeResult] = []
 
     def _start_graph(self, specs, log):
+        from octo_ros.ros.evaluator import Evaluator
         from octo_ros.ros.launcher import GraphProcess
 
         self.graph = GraphProcess(specs, out=log, keep_going=True)
@@ -412,7 +241,7 @@ class Evaluation:
             target = (scene.target + 1) % len(scene.colours)
         return scene.config.instruction.format(colour=scene.colours[target]), scene.colours[target]
 
-    def _episode(self, op: Evaluator, index: int, scene, initial_q) -> EpisodeResult:
+    def _episode(self, op, index: int, scene, initial_q) -> EpisodeResult:
         from octo_ros.sim.tasks import EpisodeJudge
 
         op.arm(False)  # the reset moves the arm: never while armed
@@ -470,7 +299,7 @@ class Evaluation:
                              succeeded_at, bag=bag, video=video, target=scene.colours[scene.target],
                              instruction_target=named, reached=block_reached(scene, status.values["tip"]))
 
-    def _died(self, op: Evaluator, index: int, scene, names: list[str], steps: int = 0, seconds: float = 0.0) -> EpisodeResult:
+    def _died(self, op, index: int, scene, names: list[str], steps: int = 0, seconds: float = 0.0) -> EpisodeResult:
         """The episode a node died in: recorded as far as the recorder still can; the graph restarts."""
         self.restart = True
         self.armed = False
@@ -479,7 +308,7 @@ class Evaluation:
         bag = ""
         if "recorder" not in names:
             try:
-                bag = op.stop_episode("failure", {"failure_mode": mode, "failure_detail": detail}, timeout=10.0)
+                bag = op.stop_episode("failure", {"failure_mode": mode, "failure_detail": detail})
             except (RuntimeError, NodeDied):  # it was not recording yet, or died too
                 bag = ""
         status, _ = op.latest()

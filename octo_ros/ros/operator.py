@@ -30,12 +30,12 @@ class Operator:
     """This process's ROS side: the expert's inputs to the teleop node, the simulator's task
     status, and the service calls that reset, arm and record."""
 
-    def __init__(self, robot: str, graph, node_names: tuple[str, str]):
+    def __init__(self, robot: str, graph, node_names: tuple[str, str], node_name: str = "octo_ros_collect"):
         self.robot, self.graph = robot, graph
         self.adapter, self.sim = node_names
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = Node("octo_ros_collect", context=self.context)
+        self.node = Node(node_name, context=self.context)
         self._lock = threading.Lock()
         self.status = None
         self.statuses = 0

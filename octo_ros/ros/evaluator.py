@@ -1,0 +1,80 @@
+"""The evaluator's ROS side (octo_ros.ros.evaluate): the operator of `octo-ros collect`
+(task status, the services that lay out, arm and record) plus the adapter's status, the chunks,
+the commands sent to the robot, the arm's reset and the instruction."""
+from __future__ import annotations
+
+import time
+
+from interbotix_xs_msgs.msg import JointGroupCommand
+from std_msgs.msg import String
+
+from octo_ros.evaluation import HoldTracker
+from octo_ros.ros.evaluate import LOG_NAME, NodeDied
+from octo_ros.ros.graph import ADAPTERS, SIMULATORS
+from octo_ros.ros.operator import Operator
+from octo_ros.timebase import stamp_to_ns
+from octo_ros_msgs.msg import ActionChunk
+
+
+class Evaluator(Operator):
+    """This process's ROS side: the operator's (task status, services that lay out, arm and record)
+    plus the adapter's status, the chunks and the commands, the arm's reset, the instruction."""
+
+    def __init__(self, robot: str, graph):
+        self.chunk_stamp_ns = 0
+        self.commands = 0
+        self.holds: HoldTracker | None = None
+        self.known_dead: set[str] = set()  # deaths already reported: the recorder may still be asked to stop
+        super().__init__(robot, graph, (ADAPTERS[robot], SIMULATORS[robot]), node_name="octo_ros_evaluate")
+        self.node.create_subscription(String, f"/{self.adapter}/status", self._on_adapter, 50)
+        self.node.create_subscription(ActionChunk, "/action_chunk", self._on_chunk, 10)
+        self.node.create_subscription(JointGroupCommand, "/wx250s/commands/joint_group", self._on_command, 50)
+        self.joints = self.node.create_publisher(JointGroupCommand, "/wx250s/commands/joint_group", 10)
+
+    def _on_adapter(self, msg) -> None:
+        with self._lock:
+            if self.holds is not None:
+                self.holds.update(time.monotonic(), msg.data)
+
+    def _on_chunk(self, msg) -> None:
+        with self._lock:
+            self.chunk_stamp_ns = max(self.chunk_stamp_ns, stamp_to_ns(msg.header.stamp))
+
+    def _on_command(self, _msg) -> None:
+        with self._lock:
+            self.commands += 1
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def check_alive(self) -> None:
+        """NodeDied when a node died that was not known dead already."""
+        self.graph.check()
+        if set(self.graph.failed) - self.known_dead:
+            raise NodeDied(list(self.graph.failed))
+
+    def wait(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what} (see {LOG_NAME})")
+            time.sleep(0.01)
+
+    def trigger(self, name: str) -> str:
+        from std_srvs.srv import Trigger
+
+        reply = self.call(Trigger, name, Trigger.Request())
+        if not reply.success:
+            raise RuntimeError(f"{name} refused: {reply.message}")
+        return reply.message
+
+    def move_arm(self, q) -> None:
+        self.joints.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in q]))
+
+    def instruct(self, instruction: str) -> None:
+        from octo_ros_msgs.srv import SetInstruction
+
+        reply = self.call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=instruction))
+        if not reply.success:
+            raise RuntimeError(f"the policy refused the instruction: {reply.message}")
