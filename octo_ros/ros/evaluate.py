@@ -96,20 +96,29 @@ def software_version() -> str:
 
 def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], instruction: str) -> dict:
     from octo_ros.inference.checkpoint_info import checkpoint_content_hash, checkpoint_image_sizes
+    from octo_ros.robots.widowx.adapter import WidowXConfig
     from octo_ros.ros.graph import ADAPTERS
 
     params = {s.name: s.parameters for s in specs}
-    adapter = dict(params[ADAPTERS[robot]])
-    keys = ("control_period", "step_period", "workspace_low", "workspace_high", "max_step_translation",
-            "max_step_rotation", "chunk_timeout", "state_timeout", "exec_horizon", "ensemble_horizon", "exp_weight")
-    gripper = (f"policy gripper 1 = open, 0 = closed -> xs_sdk PWM +{adapter.get('gripper_pwm')} open / "
-               f"-{adapter.get('gripper_pwm')} closed" if robot == "widowx" else "")
+    given = params[ADAPTERS[robot]]
+    core = WidowXConfig()  # the defaults the adapter node falls back to where its YAML sets nothing
+    ex = core.execution
+    adapter = {"control_period": core.control_period_s, "step_period": ex.step_period_s,
+               "execution_mode": getattr(ex.mode, "value", ex.mode), "exec_horizon": ex.exec_horizon,
+               "ensemble_horizon": ex.ensemble_horizon, "exp_weight": ex.exp_weight,
+               "workspace_low": list(core.workspace_low), "workspace_high": list(core.workspace_high),
+               "max_step_translation": core.max_step_translation_m, "max_step_rotation": core.max_step_rotation_rad,
+               "chunk_timeout": core.safety.chunk_timeout_s, "state_timeout": core.safety.state_timeout_s,
+               "gripper_pwm": core.gripper.robot_open}
+    adapter.update({k: v for k, v in given.items() if k in adapter})
+    gripper = (f"policy gripper 1 = open, 0 = closed -> xs_sdk PWM +{adapter['gripper_pwm']} open / "
+               f"-{adapter['gripper_pwm']} closed")
     return {
         "robot": robot, "task": task, "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_content_hash(checkpoint),
         "dataset_statistics_key": params["policy"].get("dataset_statistics_key", ""),
         "cameras": {name: f"{h}x{w}" for name, (h, w) in checkpoint_image_sizes(checkpoint).items()},
-        "adapter": {k: adapter[k] for k in keys if k in adapter},
-        "gripper_convention": gripper, "execution_mode": adapter.get("execution_mode", ""),
+        "adapter": {k: v for k, v in adapter.items() if k not in ("execution_mode", "gripper_pwm")},
+        "gripper_convention": gripper, "execution_mode": adapter["execution_mode"],
         "seeds": seeds, "instruction": instruction or "the scene's (names its target block)",
         "software_version": software_version(),
     }
