@@ -40,6 +40,7 @@ import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 from octo_ros.perception.observation import JointStateSourceConfig, ProprioLayout
 from octo_ros.recording.bag import (
@@ -156,7 +157,8 @@ class RecorderNode(Node):
             values = {"recording": episode is not None, "output_dir": self.output_dir,
                       "topics": len(self.specs), "waiting_for_types": ", ".join(self.pending)}
             if episode is not None:
-                values.update({"bag": str(episode.path), "messages": sum(episode.counts.values())})
+                values.update({"bag": str(episode.path), "messages": sum(episode.counts.values()),
+                               "topics_without_messages": ", ".join(t for t, n in episode.counts.items() if n == 0)})
                 failure = episode.failure
         if episode is not None and failure:
             level, message = ERROR, f"recording failed: {failure}"
@@ -186,7 +188,7 @@ class RecorderNode(Node):
                 self.get_logger().error(f"cannot record {name}: {exc}")
                 del self.pending[name]
                 continue
-            spec = TopicSpec(name, msgtype, kind or default_qos_kind(name, msgtype))
+            spec = TopicSpec(name, msgtype, kind or self._offered_qos_kind(name) or default_qos_kind(name, msgtype))
             self.create_subscription(cls, name, lambda data, s=spec: self._on_message(s, data),
                                      QOS_BY_KIND.get(spec.qos, RELIABLE_QOS), raw=True)
             self.specs[name] = spec
@@ -197,6 +199,19 @@ class RecorderNode(Node):
                         self.episode.add_topic(spec)
                     except RecordingError as exc:
                         self.get_logger().error(str(exc))
+
+    def _offered_qos_kind(self, topic: str) -> str:
+        """The QoS the publishers of ``topic`` offer, as rosbag2 adapts to it ('' with no publisher
+        yet): best effort if any publisher is (a reliable subscription would get nothing from it),
+        latched only if every one is transient-local."""
+        offered = [info.qos_profile for info in self.get_publishers_info_by_topic(topic)]
+        if not offered:
+            return ""
+        if any(q.reliability == ReliabilityPolicy.BEST_EFFORT for q in offered):
+            return "sensor"
+        if all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered):
+            return "latched"
+        return "reliable"
 
     def _on_message(self, spec: TopicSpec, data: bytes) -> None:
         stamp = self.get_clock().now().nanoseconds
@@ -255,6 +270,10 @@ class RecorderNode(Node):
                 return False, "no episode is recording", ""
             self.episode = None
             failure = ep.failure
+            silent = [t for t, n in ep.counts.items() if n == 0]
+            if silent:  # a configured topic that delivered nothing: said in the episode's metadata
+                notes = {**notes, "topics_without_messages": ", ".join(silent)}
+                self.get_logger().warning(f"episode {ep.path.name}: no messages on {', '.join(silent)}")
             try:
                 path = ep.close(outcome or "unlabeled", notes)
             except RecordingError as exc:
