@@ -309,3 +309,18 @@ def test_params_file_reaches_a_node_under_a_pushed_namespace(ros, tmp_path):
     assert list(reply.values[0].string_array_value) == ["image_wrist"]
     assert reply.values[1].double_value == 7.0
     assert proc.alive()
+
+
+def test_graph_output_goes_to_the_stdout_of_the_moment(monkeypatch):
+    """GraphProcess bound sys.stdout as a default argument at import: a caller that replaced
+    sys.stdout later (pytest's capture, a redirected CLI) lost every node's output."""
+    import io
+    import sys
+
+    from octo_ros.ros.launcher import GraphProcess
+
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", now)
+    graph = GraphProcess([])
+    graph._say("policy", "loaded")
+    assert now.getvalue() == "[policy] loaded\n"

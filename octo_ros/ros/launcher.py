@@ -51,10 +51,10 @@ def write_params_file(spec: NodeSpec, directory: Path) -> Path:
 class GraphProcess:
     """A running graph. Use as a context manager, or call start()/stop()."""
 
-    def __init__(self, specs: Sequence[NodeSpec], out: TextIO = sys.stdout, keep_going: bool = False,
+    def __init__(self, specs: Sequence[NodeSpec], out: TextIO | None = None, keep_going: bool = False,
                  env: dict[str, str] | None = None):
         self.specs = list(specs)
-        self.out = out
+        self.out = out if out is not None else sys.stdout  # read now: sys.stdout may have been replaced since import
         self.keep_going = keep_going
         self.env = env
         self.processes: dict[str, subprocess.Popen] = {}

@@ -64,7 +64,8 @@ class FakeRobotiqServer:
             if self.object_at is not None and goal > self._pos and goal > self.object_at:
                 goal = float(self.object_at)  # fingers stop on the object
             self._pos = min(goal, self._pos + step) if goal > self._pos else max(goal, self._pos - step)
-            if abs(self._pos - goal) < 1e-9:
+            if abs(self._pos - goal) < 0.5:  # within one count: the device reports the integer POS it reached
+                self._pos = goal
                 contact = goal != v["PRE"]
                 v["OBJ"] = 2 if contact else 3
             else:
