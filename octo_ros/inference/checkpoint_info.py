@@ -1,6 +1,6 @@
 """Facts about a checkpoint that nodes other than the policy need, without loading the model:
-the image size of each camera input (from the example batch), and a content hash (the
-evidence recorded with every episode)."""
+the image size of each camera input (from the example batch), the datasets it has statistics
+for, and a content hash (the evidence recorded with every episode)."""
 from __future__ import annotations
 
 import hashlib
@@ -25,6 +25,25 @@ def checkpoint_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
         if group == "observation" and name.startswith("image_") and "/" not in name:
             sizes[name] = (int(shape[2]), int(shape[3]))  # (batch, window, height, width, channels)
     return sizes
+
+
+def checkpoint_observation_keys(path: str | Path) -> set[str]:
+    """The observation inputs of an official or native checkpoint (``image_primary``, ``proprio``, ...)."""
+    path = Path(path)
+    if is_native(path):
+        spec = json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
+    else:
+        spec = example_batch_spec(read_example_batch(path))
+    return {key.split("/")[1] for key in spec if key.startswith("observation/") and key.count("/") == 1}
+
+
+def checkpoint_dataset_keys(path: str | Path) -> list[str]:
+    """The dataset-statistics keys of an official or native checkpoint ([] when it has none)."""
+    path = Path(path)
+    if is_native(path):
+        return list(json.loads((path / NATIVE_META).read_text()).get("dataset_statistics", {}))
+    stats = path / "dataset_statistics.json"
+    return list(json.loads(stats.read_text())) if stats.is_file() else []
 
 
 def checkpoint_content_hash(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

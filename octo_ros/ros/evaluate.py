@@ -11,7 +11,7 @@ the episode's rule (octo_ros.sim.tasks.EpisodeRule) decides. A node that dies is
 failure mode (octo_ros.evaluation.classify); the graph is started afresh and the next episode runs.
 
 OUT gets ``summary.json``, ``evidence.md`` / ``evidence.json``, one bag per episode (``bags/``)
-and a video of every failed episode (``videos/``).
+and a video of every failed episode (``videos/``; of every episode with ``video_every_episode``).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def resolve_checkpoint(name: str, out: Path) -> Path:
     """``demo``: the shipped policy; ``untrained``: random weights of the same tiny architecture
     (written into OUT); else a checkpoint folder."""
     if name == "demo":
-        if not (DEMO_CHECKPOINT / "octo_native.json").is_file() and not DEMO_CHECKPOINT.is_dir():
+        if not (DEMO_CHECKPOINT / "octo_ros.json").is_file():
             raise ValueError(f"no shipped demo policy at {DEMO_CHECKPOINT}: tools/train_demo_policy.sh makes one")
         return DEMO_CHECKPOINT
     if name == UNTRAINED:
@@ -61,15 +61,20 @@ def resolve_checkpoint(name: str, out: Path) -> Path:
 
 
 def evaluation_specs(robot: str, task: str, checkpoint: Path, out: Path, assignments: dict[str, str]):
+    from octo_ros.inference.checkpoint_info import checkpoint_dataset_keys, checkpoint_observation_keys
     from octo_ros.ros.graph import ADAPTERS, SIMULATORS, describe
 
     sim = SIMULATORS[robot]
     arguments = {"checkpoint": str(checkpoint), "dry_run": "true", "record": "true",
                  "recorder.output_dir": str(out / "bags"), f"{sim}.episode_task": task}
-    if assignments.get("dataset_statistics_key") is None and (checkpoint / "dataset_statistics.json").is_file():
-        keys = list(json.loads((checkpoint / "dataset_statistics.json").read_text()))
-        if len(keys) == 1:  # a fine-tuned or untrained checkpoint knows one dataset
-            arguments["dataset_statistics_key"] = keys[0]
+    keys = checkpoint_dataset_keys(checkpoint)
+    if assignments.get("dataset_statistics_key") is None and len(keys) == 1:
+        arguments["dataset_statistics_key"] = keys[0]  # a fine-tuned or untrained checkpoint knows one dataset
+    if "proprio" in checkpoint_observation_keys(checkpoint):
+        # fine-tuned on episodes `octo-ros collect` recorded: observation.state is the driver's joint_states
+        from octo_ros.robots.interbotix.kinematics import JOINT_STATE_NAMES
+
+        arguments["observation_buffer.proprio_joints"] = json.dumps(list(JOINT_STATE_NAMES))
     arguments.update(assignments)
     specs = describe(robot, sim=True, arguments=arguments)
     for spec in specs:
@@ -165,6 +170,7 @@ class EvaluationSettings:
     assignments: dict = dataclasses.field(default_factory=dict)
     progress: bool = True
     reset_timeout_s: float = 15.0
+    video_every_episode: bool = False  # else only the failures get a video
 
 
 class Evaluation:
@@ -303,7 +309,7 @@ class Evaluation:
         if mode == "estop":
             op.trigger(f"/{op.adapter}/reset_estop")
         bag = op.stop_episode("success" if success else "failure", {"failure_mode": mode or "", "failure_detail": detail})
-        video = "" if success else self._video(bag)
+        video = self._video(bag) if not success or self.s.video_every_episode else ""
         return EpisodeResult(index, scene.seed, instruction, success, mode, detail, steps, status.time - judge.start,
                              succeeded_at, bag=bag, video=video, target=scene.colours[scene.target],
                              instruction_target=named, reached=block_reached(scene, status.values["tip"]))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS
+from octo_ros.robots.interbotix.kinematics import ARM_JOINTS, ARMS, JOINT_STATE_NAMES
 
 # Velocity-profile register unit (Dynamixel X-series): 0.229 rev/min.
 _PROFILE_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0
@@ -241,7 +241,7 @@ class InterbotixSimDriver:
         m.position = new
 
     def joint_states(self) -> JointStateSample:
-        names = (*ARM_JOINTS, "gripper", "left_finger", "right_finger")
+        names = JOINT_STATE_NAMES
         g = self.motors["gripper"]
         finger = self.geometry.finger_from_angle(g.position)
         pos = [self.motors[j].position for j in ARM_JOINTS] + [g.position, finger, -finger]

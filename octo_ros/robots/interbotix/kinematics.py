@@ -17,6 +17,9 @@ from octo_ros.control.kinematics import ArmKinematics
 from octo_ros.control.safety import JointLimits
 
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+# What xs_sdk's joint_states carries for an arm with its gripper (gripper in rad, fingers in m):
+# the robot state (observation.state) of exported episodes.
+JOINT_STATE_NAMES = (*ARM_JOINTS, "gripper", "left_finger", "right_finger")
 
 
 def _deg(d: float) -> float:
