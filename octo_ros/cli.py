@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Optional, Sequence
@@ -89,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # key:=value items may follow options (`launch widowx --sim checkpoint:=...`), which
     # argparse does not give to a positional once an option came in between.
     args, extra = parser.parse_known_args(argv)
+    # SIGTERM (a supervisor, `kill`) ends a command as Ctrl-C does, so the node processes a command
+    # started (each in its own session) are stopped by its `finally`, not orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if extra:
         if not hasattr(args, "assignments") or any(":=" not in item for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -191,7 +191,11 @@ class Evaluation:
         self.graph = GraphProcess(specs, out=log, keep_going=True)
         self.graph.start()
         op = Evaluator(self.s.robot, self.graph)
-        op.wait(lambda: op.latest()[0] is not None, 180.0, "the simulator's task status")
+        try:
+            op.wait(lambda: op.latest()[0] is not None, 180.0, "the simulator's task status")
+        except BaseException:  # also Ctrl-C / SIGTERM: its executor thread must not outlive it
+            op.close()
+            raise
         return op
 
     def run(self) -> dict:
@@ -354,6 +358,9 @@ def _cmd_evaluate(args) -> int:
     except (ValueError, RuntimeError) as err:
         print(f"octo-ros evaluate: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"octo-ros evaluate: interrupted; the episodes that ended are in {args.out}/summary.json", file=sys.stderr)
+        return 130
     low, high = summary["wilson_95"]
     print(f"success rate {summary['success_rate']:.2f} ({summary['successes']}/{summary['episodes']}, "
           f"95 % Wilson {low:.2f}-{high:.2f}); failure modes {summary['failure_modes']}; {settings.out / 'summary.json'}")
