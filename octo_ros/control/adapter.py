@@ -28,6 +28,8 @@ from octo_ros.control.chunking import (
     ChunkAcceptance,
     ChunkExecutionConfig,
     ChunkExecutor,
+    StepDecision,
+    StepKind,
 )
 from octo_ros.control.kinematics import apply_delta
 from octo_ros.control.safety import (
@@ -37,6 +39,7 @@ from octo_ros.control.safety import (
     SafetyConfig,
     SafetySupervisor,
     WorkspaceBox,
+    all_finite,
     clamp_components,
 )
 from octo_ros.datatypes import POLICY_SOURCE, TELEOP_SOURCE
@@ -116,6 +119,31 @@ class AdapterBase:
         self.last_state_error = why
         return False
 
+    def _accept_measured(self, values, shape: tuple[int, ...], what: str, stamp: float, now: float | None,
+                         store: Callable[[np.ndarray], None]) -> bool:
+        """A measured state of one piece (``values``, ``shape``) stamped ``stamp``: refused when it is
+        misshapen or not finite (``what`` names it in the reason), else ``store(array)`` through
+        :meth:`_accept_state` (the watchdog is fed with ``stamp``)."""
+        array = np.asarray(values, dtype=float)
+        if array.shape != shape or not all_finite(array) or not np.isfinite(stamp):
+            return self._reject_state(f"non-finite or misshapen {what}")
+
+        def feed() -> float:
+            store(array)
+            return stamp
+
+        return self._accept_state(stamp, now, feed)
+
+    def _describe_end_effector(self, head: str, limits: str) -> list[str]:
+        """The start-up lines of an end-effector adapter (``config`` with a workspace box, ``gripper``):
+        ``head``, its chunk execution and dry-run; the box and ``limits``; the gripper mapping."""
+        c = self.config
+        return [
+            f"{head}, {c.execution.mode.value}, dry-run {'ON' if self.supervisor.dry_run else 'OFF'}",
+            f"workspace box low {tuple(c.workspace_low)} high {tuple(c.workspace_high)} m; {limits}",
+            "gripper: " + self.gripper.describe(),
+        ]
+
     # operator controls -----------------------------------------------------------------
     def set_dry_run(self, dry_run: bool) -> None:
         if self.supervisor.dry_run and not dry_run:
@@ -168,6 +196,21 @@ class AdapterBase:
             if self.tracking_fault:
                 return gate, self._hold(ControlStatus.HOLD, self.tracking_fault)
         return gate, None
+
+    def _begin_end_effector_tick(self, now: float, outside_box: str) -> tuple[Gate, StepDecision | None,
+                                                                                ControlOutput | None]:
+        """The start of an end-effector adapter's ``step(now)``: :meth:`_begin_tick`, then a hold
+        (``outside_box``) while the step target is outside the workspace box, then the executor's
+        decision. (verdict, the decision, the output when the tick ends here, else None)."""
+        gate, early = self._begin_tick(now)
+        if early is not None:
+            return gate, None, early
+        if not self.box.contains(self._target_position()):
+            return gate, None, self._hold(ControlStatus.HOLD, outside_box)
+        decision = self.executor.tick(now)
+        if decision.kind is StepKind.HOLD:
+            return gate, None, self._hold(ControlStatus.HOLD, decision.reason)
+        return gate, decision, None
 
     def _move(self, gate: Gate, target: np.ndarray, notes=(), gripper_changed: bool = False) -> ControlOutput:
         send_gripper = gate.may_send and self._gripper_send(gripper_changed)
@@ -225,6 +268,10 @@ class AdapterBase:
 
     def _on_hold(self) -> None:
         """Holding: forget anything that assumed the step would continue."""
+
+    def _target_position(self) -> np.ndarray:
+        """End-effector adapters: the position (m) of the step target deltas integrate on."""
+        raise NotImplementedError
 
 
 def integrate_delta(base: np.ndarray, action, box: WorkspaceBox, max_translation: float,

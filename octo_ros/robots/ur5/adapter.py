@@ -33,7 +33,6 @@ from octo_ros.control.safety import (
     LimitError,
     SafetyConfig,
     WorkspaceBox,
-    all_finite,
     check_box,
     check_limit,
     tracking_error,
@@ -131,35 +130,21 @@ class URAdapter(AdapterBase):
         """Measured TCP pose [x, y, z, rx, ry, rz] stamped ``stamp``, received at ``now`` (the clock
         ``step`` gets). False (reason in ``last_state_error``) for a non-finite or misshapen pose
         or one stamped in the future."""
-        pose = np.asarray(pose, dtype=float)
-        if pose.shape != (6,) or not all_finite(pose) or not np.isfinite(stamp):
-            return self._reject_state("non-finite or misshapen TCP pose")
-
-        def store():
+        def store(pose: np.ndarray) -> None:
             self._measured = pose_to_matrix(pose)
-            return stamp
 
-        return self._accept_state(stamp, now, store)
+        return self._accept_measured(pose, (6,), "TCP pose", stamp, now, store)
 
     def describe(self) -> list[str]:
         c = self.config
-        return [
-            f"UR: servoL at {c.control_frequency_hz:g} Hz, policy step {c.execution.step_period_s:g} s, "
-            f"{c.execution.mode.value}, dry-run {'ON' if self.supervisor.dry_run else 'OFF'}",
-            f"workspace box low {tuple(c.workspace_low)} high {tuple(c.workspace_high)} m; speed caps "
-            f"{c.max_linear_speed_m_s:g} m/s, {c.max_angular_speed_rad_s:g} rad/s",
-            "gripper: " + self.gripper.describe(),
-        ]
+        return self._describe_end_effector(
+            f"UR: servoL at {c.control_frequency_hz:g} Hz, policy step {c.execution.step_period_s:g} s",
+            f"speed caps {c.max_linear_speed_m_s:g} m/s, {c.max_angular_speed_rad_s:g} rad/s")
 
     def step(self, now: float) -> ControlOutput:
-        gate, early = self._begin_tick(now)
+        gate, decision, early = self._begin_end_effector_tick(now, "TCP is outside the workspace box; move it inside first")
         if early is not None:
             return early
-        if not self.box.contains(self._target[:3, 3]):
-            return self._hold(ControlStatus.HOLD, "TCP is outside the workspace box; move it inside first")
-        decision = self.executor.tick(now)
-        if decision.kind is StepKind.HOLD:
-            return self._hold(ControlStatus.HOLD, decision.reason)
         notes = []
         gripper_changed = False
         if decision.kind is StepKind.NEW_STEP:
@@ -221,6 +206,9 @@ class URAdapter(AdapterBase):
 
     def _gripper_command(self) -> float | None:
         return self.gripper.command
+
+    def _target_position(self) -> np.ndarray:
+        return self._target[:3, 3]
 
     def _on_hold(self) -> None:
         self._target = self._commanded.copy()

@@ -34,7 +34,6 @@ from octo_ros.control.safety import (
     ControlStatus,
     SafetyConfig,
     WorkspaceBox,
-    all_finite,
     check_box,
     check_limit,
     tracking_error,
@@ -119,28 +118,19 @@ class WidowXAdapter(AdapterBase):
         The gripper state is used when re-anchoring (start-up, arming, e-stop reset, after an
         outage): the gripper mapping restarts from it, and the current gripper command is sent with
         the next armed target either way."""
-        q = np.asarray(arm_q, dtype=float)
-        if q.shape != (6,) or not all_finite(q) or not np.isfinite(stamp):
-            return self._reject_state("non-finite or misshapen joint state")
-
-        def store():
+        def store(q: np.ndarray) -> None:
             self._measured_q = q
             if gripper_open is not None:
                 self._measured_open = bool(gripper_open)
-            return stamp
 
-        return self._accept_state(stamp, now, store)
+        return self._accept_measured(arm_q, (6,), "joint state", stamp, now, store)
 
     # description ---------------------------------------------------------------------
     def describe(self) -> list[str]:
         c = self.config
-        return [
-            f"WidowX {c.arm}: policy step {c.execution.step_period_s:g} s, control period {c.control_period_s:g} s, "
-            f"{c.execution.mode.value}, dry-run {'ON' if self.supervisor.dry_run else 'OFF'}",
-            f"workspace box low {tuple(c.workspace_low)} high {tuple(c.workspace_high)} m; per-step clamp "
-            f"±{c.max_step_translation_m:g} m, ±{c.max_step_rotation_rad:g} rad",
-            "gripper: " + self.gripper.describe(),
-        ]
+        return self._describe_end_effector(
+            f"WidowX {c.arm}: policy step {c.execution.step_period_s:g} s, control period {c.control_period_s:g} s",
+            f"per-step clamp ±{c.max_step_translation_m:g} m, ±{c.max_step_rotation_rad:g} rad")
 
     @property
     def commanded_pose(self) -> np.ndarray | None:
@@ -148,14 +138,9 @@ class WidowXAdapter(AdapterBase):
 
     # tick ------------------------------------------------------------------------------
     def step(self, now: float) -> ControlOutput:
-        gate, early = self._begin_tick(now)
+        gate, decision, early = self._begin_end_effector_tick(now, "arm is outside the workspace box; move it to the start pose first")
         if early is not None:
             return early
-        if not self.box.contains(self._target_pose[:3, 3]):
-            return self._hold(ControlStatus.HOLD, "arm is outside the workspace box; move it to the start pose first")
-        decision = self.executor.tick(now)
-        if decision.kind is StepKind.HOLD:
-            return self._hold(ControlStatus.HOLD, decision.reason)
         notes: list[str] = []
         gripper_changed = None
         if decision.kind is StepKind.NEW_STEP:
@@ -208,6 +193,9 @@ class WidowXAdapter(AdapterBase):
 
     def _gripper_command(self) -> float | None:
         return self.gripper.command
+
+    def _target_position(self) -> np.ndarray:
+        return self._target_pose[:3, 3]
 
     def _on_hold(self) -> None:
         self._target_pose = self._commanded_pose.copy()  # the next step integrates on what was commanded
