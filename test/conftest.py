@@ -19,6 +19,16 @@ def pytest_report_header(config):
     return f"ROS_DOMAIN_ID={config.stash[ROS_DOMAIN_KEY]} (localhost-only discovery)"
 
 
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """For modules that train with one CPU thread (``threads=1``): give the others their setting back."""
+    import torch  # here: most test modules never load torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def ros(tmp_path):
     """Real ROS 2 for one test: nodes in-process and in child processes, torn down after."""

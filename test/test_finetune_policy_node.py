@@ -2,7 +2,6 @@
 cameras + joint states -> observation_buffer -> policy -> action chunks over DDS."""
 import numpy as np
 import pytest
-import torch
 from support.finetune_data import make_lerobot_dataset
 from support.streams import SensorStreams
 
@@ -15,12 +14,7 @@ from octo_ros_msgs.srv import SetInstruction
 NAMES = ["a0", "a1", "a2", "a3", "a4", "a5", "gripper"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """These tests train with one CPU thread (``threads=1``): give the others their setting back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ ALOHA_JOINTS = [f"{side}_{j}" for side in ("left", "right")
                 for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "left_finger")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """These tests train with one CPU thread (``threads=1``): give the others their setting back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")
