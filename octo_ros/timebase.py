@@ -26,6 +26,12 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
+def stamp_seconds(stamp: Any, fallback: float) -> float:
+    """A header stamp in seconds; ``fallback`` (the receiver's now) when the stamp is unset."""
+    ns = stamp_to_ns(stamp)
+    return ns_to_seconds(ns) if ns > 0 else fallback
+
+
 def split_ns(ns: int) -> tuple[int, int]:
     """Nanoseconds -> (sec, nanosec) with 0 <= nanosec < 1e9, the fields of a stamp."""
     return divmod(int(ns), NS_PER_S)

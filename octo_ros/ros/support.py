@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import gc
+import json
 import signal
 import threading
 import time
@@ -30,7 +31,9 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
+from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import make_current_thread_realtime, validate_priority
+from octo_ros.control.safety import SafetyConfig
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
@@ -175,6 +178,23 @@ def declare_config(node: Node, defaults: T, fields: Iterable[str], names: Mappin
                    **fixed: Any) -> T:
     """``defaults`` with ``fields`` read from parameters (:func:`config_parameters`) and ``fixed`` set."""
     return dataclasses.replace(defaults, **config_parameters(node, defaults, fields, names), **fixed)
+
+
+def execution_config(node: Node, defaults: ChunkExecutionConfig) -> ChunkExecutionConfig:
+    """An adapter's chunk execution from parameters, defaulting to the robot's config (``defaults``)."""
+    return declare_config(node, defaults, ("step_period_s", "mode", "exec_horizon", "ensemble_horizon", "exp_weight",
+                                           "max_future_stamp_s", "reorder_action_dimensions"),
+                          names={"mode": "execution_mode"})
+
+
+def safety_config(node: Node, defaults: SafetyConfig) -> SafetyConfig:
+    """An adapter's chunk and state timeouts from parameters (the robot's limits are its own fields)."""
+    return declare_config(node, defaults, ("chunk_timeout_s", "state_timeout_s"))
+
+
+def parameters_json(node: Node) -> str:
+    """Every parameter of the node with the value it runs with, as JSON (evidence recorded with episodes)."""
+    return json.dumps({name: p.value for name, p in sorted(node.get_parameters_by_prefix("").items())})
 
 
 def run_node(make_node: Callable[[], Node], name: str, threads: int = 1, realtime: bool = False) -> None:

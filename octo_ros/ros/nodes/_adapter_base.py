@@ -11,26 +11,21 @@ Each adapter node:
   srv ``~/set_dry_run``       std_srvs/SetBool (dry-run is on at start unless ``dry_run:=false``)
   srv ``~/estop``, ``~/reset_estop``  std_srvs/Trigger; the e-stop latches until reset
   pub ``/diagnostics``        at 1 Hz
-Times given to the core are seconds on the node clock; stamps of chunks and states are converted
-to the same seconds.
-
-Safety limits are never taken from defaults: each node lists its limit parameters in
-``LIMIT_PARAMETERS``; while any of them was not given (a parameter file that did not reach the
-node, e.g. keyed for another namespace), the node previews in dry-run but refuses to arm.
-Invalid values are refused by the core config dataclasses, so the node does not start.
+Times given to the core are seconds on the node clock (stamps converted to the same). Safety limits
+are never taken from defaults: while any of ``LIMIT_PARAMETERS`` was not given (a parameter file
+that did not reach the node), the node previews in dry-run but refuses to arm. Invalid values are
+refused by the core config dataclasses, so the node does not start.
 """
 from __future__ import annotations
-
-import json
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from octo_ros.control.chunking import ChunkExecutionConfig
+from octo_ros.control.operation import TIMEOUT_LIMITS, AdapterOperation
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
-from octo_ros.control.safety import ControlOutput, ControlStatus, SafetyConfig, reason_kind
+from octo_ros.control.safety import ControlStatus, SafetyConfig
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
     DECLARE_GIVEN,
@@ -39,45 +34,24 @@ from octo_ros.ros.support import (
     WARN,
     Diagnostics,
     WarningThrottle,
-    declare_config,
     given_parameters,
     parameter,
+    parameters_json,
 )
-from octo_ros.timebase import ns_to_seconds, stamp_to_ns
+from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ActionChunk
 
-
-def stamp_seconds(stamp, fallback: float) -> float:
-    """A header stamp in seconds; ``fallback`` (the node's now) when the stamp is unset."""
-    ns = stamp_to_ns(stamp)
-    return ns_to_seconds(ns) if ns > 0 else fallback
-
-
-def joint_index(names) -> dict[str, int]:
-    """Joint name -> its index in a JointState; ValueError for duplicated names (which value is meant?)."""
-    index = {str(n): i for i, n in enumerate(names)}
-    if len(index) != len(names):
-        dup = sorted({str(n) for n in names if list(names).count(n) > 1})
-        raise ValueError(f"duplicated joint names {dup}")
-    return index
-
-
-def execution_config(node, defaults: ChunkExecutionConfig) -> ChunkExecutionConfig:
-    """Chunk execution from parameters, defaulting to the robot's config (``defaults``)."""
-    return declare_config(node, defaults, ("step_period_s", "mode", "exec_horizon", "ensemble_horizon", "exp_weight",
-                                           "max_future_stamp_s", "reorder_action_dimensions"),
-                          names={"mode": "execution_mode"})
-
-
-def safety_config(node, defaults: SafetyConfig) -> SafetyConfig:
-    return declare_config(node, defaults, ("chunk_timeout_s", "state_timeout_s"))
+LEVELS = {None: WARN, ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}
 
 
 class AdapterNodeBase(Node):
     """Chunk input, operator services, status and diagnostics; subclasses own the robot side.
 
-    Subclasses set ``self.adapter`` (the pure core), ``self.step_period_s`` and ``self.action_dim``
-    and then call :meth:`start` with their control period.
+    Subclasses set ``self.adapter`` (the pure core) and ``self.step_period_s``, define
+    ``preview_setup()`` (creates ``self.preview_pub``), ``control_cycle(now) -> ControlOutput`` (one
+    control period: step the core, send what it says to send) and ``publish_preview(out, now)``, and
+    then call :meth:`start` with their control period. Chunk intake, tick accounting, answers and
+    diagnostics are :class:`~octo_ros.control.operation.AdapterOperation`'s (``self.operation``).
     """
 
     adapter = None
@@ -90,18 +64,12 @@ class AdapterNodeBase(Node):
         validate_priority(parameter(self, "realtime_priority", REALTIME_PRIORITY))  # run_node applies it
         self.warnings = WarningThrottle(self)
         self.diagnostics = Diagnostics(self)
-        self.last_output: ControlOutput | None = None
-        self.chunks_accepted = 0
-        self.chunks_rejected = 0
-        self.commands_sent = 0
-        self.ticks = 0
-        self.clamped_ticks = 0  # since the last diagnostics report: ticks whose command a safety limit changed
-        self._last_reason_kind = ""
-        self._tick_warnings: list[tuple[str, str]] = []  # logged off the control tick (logging blocks)
         self.scheduling = None  # set by run_node(realtime=True): what the OS granted the control loop
 
     # --------------------------------------------------------------- set-up
     def start(self, control_period_s: float) -> None:
+        unset = [n for n in (*TIMEOUT_LIMITS, *self.LIMIT_PARAMETERS) if n not in given_parameters(self)]
+        self.operation = AdapterOperation(self.adapter, self.step_period_s, unset)
         self.preview_setup()
         self.status_publisher = self.create_publisher(String, "~/status", 10)
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
@@ -116,11 +84,8 @@ class AdapterNodeBase(Node):
         self.create_timer(control_period_s, self._on_tick)
         self.create_timer(0.2, self._log_tick_warnings)
         self.create_timer(1.0, self._publish_diagnostics)
-        given = given_parameters(self)
-        self.unset_limits = [n for n in ("chunk_timeout", "state_timeout", *self.LIMIT_PARAMETERS) if n not in given]
-        if self.unset_limits:
-            self.get_logger().error(f"safety limits not set: {', '.join(self.unset_limits)}; previewing with the "
-                                    "core defaults, arming refused until they are given (config/<robot>.yaml)")
+        if unset:
+            self.get_logger().error(self.operation.unset_limits_error())
         if not self.initial_dry_run:
             reason = self.arming_refusal() or self.apply_dry_run(False)
             if reason:
@@ -128,22 +93,17 @@ class AdapterNodeBase(Node):
         for line in self.adapter.describe():
             self.get_logger().info(line)
 
+    @property
+    def unset_limits(self) -> list[str]:
+        return self.operation.unset_limits
+
     def now_s(self) -> float:
         return ns_to_seconds(self.get_clock().now().nanoseconds)
 
     # --------------------------------------------------------------- hooks
-    def preview_setup(self) -> None:
-        raise NotImplementedError
-
-    def control_cycle(self, now: float) -> ControlOutput:
-        """One control period: step the core and send what it says to send."""
-        raise NotImplementedError
-
     def arming_refusal(self) -> str:
         """Why the robot may not be armed whatever its state ('' when it may)."""
-        if self.unset_limits:
-            return f"safety limits not set ({', '.join(self.unset_limits)}): they are never taken from defaults"
-        return ""
+        return self.operation.arming_refusal()
 
     def apply_dry_run(self, dry_run: bool) -> str:
         """Switch dry-run; '' on success, else why it was refused."""
@@ -175,10 +135,6 @@ class AdapterNodeBase(Node):
         """The gripper mapping in words, as logged at start (recorded with each episode)."""
         return self.adapter.gripper.describe()
 
-    def effective_parameters(self) -> str:
-        """Every parameter of the node with the value it runs with, as JSON (recorded with each episode)."""
-        return json.dumps({name: p.value for name, p in sorted(self.get_parameters_by_prefix("").items())})
-
     def close(self) -> None:
         """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
         if not self.dry_run and not self.adapter.supervisor.estopped:
@@ -188,50 +144,21 @@ class AdapterNodeBase(Node):
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = self.now_s()
         try:
-            chunk = chunk_from_msg(msg)
+            warning = self.operation.add_chunk(chunk_from_msg(msg), now)
         except ValueError as err:
-            self.chunks_rejected += 1
-            self.warnings.warn("chunk:malformed", f"action_chunk rejected: {err}")
-            return
-        if abs(chunk.step_period_s - self.step_period_s) > 1e-6:
-            self.chunks_rejected += 1
-            self.warnings.warn("chunk:step_period", f"action_chunk {chunk.sequence} rejected: step_period "
-                               f"{chunk.step_period_s:g} s, this adapter executes {self.step_period_s:g} s steps")
-            return
-        result = self.adapter.add_chunk(chunk.actions, ns_to_seconds(chunk.stamp_ns), now, chunk.source,
-                                        names=chunk.dimension_names)
-        if result.accepted:
-            self.chunks_accepted += 1
-            if result.note:
-                self.warnings.warn("chunk:note", f"action_chunk {chunk.sequence}: {result.note}")
-        else:
-            self.chunks_rejected += 1
-            self.warnings.warn("chunk:" + " ".join(result.reason.split()[:3]),
-                               f"action_chunk {chunk.sequence} rejected: {result.reason}")
+            warning = self.operation.malformed_chunk(err)
+        if warning:
+            self.warnings.warn(*warning)
 
     def _on_tick(self) -> None:
         now = self.now_s()
         out = self.control_cycle(now)
-        self.ticks += 1
-        if out.send:
-            self.commands_sent += 1
-        if out.notes:
-            self.clamped_ticks += 1
-        kind = reason_kind(out.reason)
-        if out.status is not ControlStatus.MOVE and out.reason and kind != self._last_reason_kind:
-            self._tick_warnings.append((f"{out.status.value}:{kind}", f"{out.status.value}: {out.reason}"))
-        self._last_reason_kind = kind
-        self.last_output = out
-        self.status_publisher.publish(String(data=f"{out.status.value}: {out.reason}"))
+        self.status_publisher.publish(String(data=self.operation.record_tick(out)))
         if out.target.size:
             self.publish_preview(out, now)
 
-    def publish_preview(self, out: ControlOutput, now: float) -> None:
-        raise NotImplementedError
-
     def _log_tick_warnings(self) -> None:
-        pending, self._tick_warnings = self._tick_warnings, []
-        for key, text in pending:
+        for key, text in self.operation.take_tick_warnings():
             self.warnings.warn(key, text)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -239,19 +166,16 @@ class AdapterNodeBase(Node):
             if param.name != "source":
                 continue
             try:
-                before = self.adapter.source
-                self.adapter.set_source(param.value)
+                switched = self.operation.set_source(param.value)
             except ValueError as err:
                 return SetParametersResult(successful=False, reason=str(err))
-            if param.value != before:
-                self.get_logger().warning(f"chunk source {before} -> {param.value}: holding until its first chunk")
+            if switched:
+                self.get_logger().warning(switched)
         return SetParametersResult(successful=True)
 
     def _on_set_dry_run(self, request, response):
         reason = (not request.data and self.arming_refusal()) or self.apply_dry_run(bool(request.data))
-        response.success = not reason
-        state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
-        response.message = f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"
+        response.success, response.message = self.operation.dry_run_answer(reason)
         if reason:  # one severity per logging call site: rclpy raises on a change
             self.get_logger().warning(response.message)
         else:
@@ -259,34 +183,19 @@ class AdapterNodeBase(Node):
         return response
 
     def _on_estop(self, request, response):
-        self.trigger_estop("operator e-stop (~/estop)")
-        response.success, response.message = True, "e-stop latched; call ~/reset_estop to resume"
+        self.trigger_estop(AdapterOperation.OPERATOR_ESTOP)
+        response.success, response.message = AdapterOperation.ESTOP_ANSWER
         self.get_logger().error(response.message)
         return response
 
     def _on_reset_estop(self, request, response):
-        reason = self.reset_estop()
-        response.success = not reason
-        response.message = "e-stop reset; holding at the measured state" if not reason else f"refused: {reason}"
+        response.success, response.message = self.operation.reset_estop_answer(self.reset_estop())
         self.get_logger().warning(response.message)
         return response
 
     def _publish_diagnostics(self) -> None:
-        out = self.last_output
-        if out is None:
-            level, message = WARN, "starting"
-        else:
-            level = {ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}[out.status]
-            message = out.status.value + (f": {out.reason}" if out.reason else "")
-        values = {"status": out.status.value if out else "none", "reason": out.reason if out else "",
-                  "dry_run": self.dry_run, "source": self.adapter.source, "estopped": self.adapter.supervisor.estopped,
-                  "chunks_accepted": self.chunks_accepted, "chunks_rejected": self.chunks_rejected,
-                  "commands_sent": self.commands_sent, "ticks": self.ticks,
-                  # recorded with the episode; `octo-ros review` plots the ticks with clamps
-                  "safety_clamps": self.clamped_ticks, "last_clamp": "; ".join(out.notes) if out else "",
-                  "scheduling": self.scheduling.describe() if self.scheduling else "not set"}
-        self.clamped_ticks = 0
+        status, message, values = self.operation.diagnostics(self.scheduling.describe() if self.scheduling else "not set")
         values.update(self.extra_diagnostics())
         # evidence the recorder stores with each episode
-        values.update(adapter_config=self.effective_parameters(), gripper_convention=self.gripper_convention())
-        self.diagnostics.publish(level, message, values)
+        values.update(adapter_config=parameters_json(self), gripper_convention=self.gripper_convention())
+        self.diagnostics.publish(LEVELS[status], message, values)

@@ -20,6 +20,7 @@ from dataclasses import replace
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 
+from octo_ros.control.operation import joint_index
 from octo_ros.control.safety import ControlOutput
 from octo_ros.robots.bimanual.adapter import (
     BimanualAdapter,
@@ -27,15 +28,9 @@ from octo_ros.robots.bimanual.adapter import (
 )
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
 from octo_ros.ros.messages import ns_to_stamp
-from octo_ros.ros.nodes._adapter_base import (
-    AdapterNodeBase,
-    execution_config,
-    joint_index,
-    safety_config,
-    stamp_seconds,
-)
-from octo_ros.ros.support import SENSOR_QOS, config_parameters, declare_config, run_node
-from octo_ros.timebase import seconds_to_ns
+from octo_ros.ros.nodes._adapter_base import AdapterNodeBase
+from octo_ros.ros.support import SENSOR_QOS, config_parameters, declare_config, execution_config, run_node, safety_config
+from octo_ros.timebase import seconds_to_ns, stamp_seconds
 
 SIDES = ("left", "right")
 

@@ -52,9 +52,8 @@ from octo_ros.datatypes import TELEOP_SOURCE, ActionChunk
 from octo_ros.robots.bimanual.adapter import ACTION_NAMES as BIMANUAL_ACTION_NAMES
 from octo_ros.robots.bimanual.teleop import SIDES, LeaderTeleop, LeaderTeleopConfig
 from octo_ros.ros.messages import chunk_to_msg
-from octo_ros.ros.nodes._adapter_base import stamp_seconds
 from octo_ros.ros.support import OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle, run_node
-from octo_ros.timebase import ns_to_seconds, seconds_to_ns
+from octo_ros.timebase import ns_to_seconds, seconds_to_ns, stamp_seconds
 from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
 

@@ -28,12 +28,8 @@ from octo_ros.robots.ur5.controller_standin import STANDIN_INITIAL_POSE, FakeURC
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, RobotiqWorker
 from octo_ros.ros.messages import ns_to_stamp
-from octo_ros.ros.nodes._adapter_base import (
-    AdapterNodeBase,
-    execution_config,
-    safety_config,
-)
-from octo_ros.ros.support import declare_config, parameter, run_node
+from octo_ros.ros.nodes._adapter_base import AdapterNodeBase
+from octo_ros.ros.support import declare_config, execution_config, parameter, run_node, safety_config
 from octo_ros.timebase import seconds_to_ns
 
 

@@ -15,19 +15,14 @@ from __future__ import annotations
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 
+from octo_ros.control.operation import joint_index
 from octo_ros.control.safety import ControlOutput
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
 from octo_ros.robots.widowx.adapter import WidowXAdapter, WidowXConfig, interbotix_pwm
 from octo_ros.ros.messages import ns_to_stamp
-from octo_ros.ros.nodes._adapter_base import (
-    AdapterNodeBase,
-    execution_config,
-    joint_index,
-    safety_config,
-    stamp_seconds,
-)
-from octo_ros.ros.support import SENSOR_QOS, declare_config, parameter, run_node
-from octo_ros.timebase import seconds_to_ns
+from octo_ros.ros.nodes._adapter_base import AdapterNodeBase
+from octo_ros.ros.support import SENSOR_QOS, declare_config, execution_config, parameter, run_node, safety_config
+from octo_ros.timebase import seconds_to_ns, stamp_seconds
 
 
 class WidowXAdapterNode(AdapterNodeBase):
