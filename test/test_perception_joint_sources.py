@@ -16,7 +16,7 @@ from octo_ros.perception.observation import (
 MS = 1_000_000
 ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]
 XS_NAMES = [*ARM, "gripper", "left_finger", "right_finger"]  # what each xs_sdk follower publishes
-LEFT, RIGHT = "/follower_left/joint_states", "/follower_right/joint_states"
+LEFT, RIGHT = "follower_left/joint_states", "follower_right/joint_states"  # relative, as config/bimanual.yaml names them
 PROPRIO = [f"left_{j}" for j in ARM] + ["left_left_finger"] + [f"right_{j}" for j in ARM] + ["right_left_finger"]
 CLOSE, OPEN = 0.0440, 0.0579  # ALOHA 2 follower finger position (m)
 

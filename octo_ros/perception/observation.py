@@ -141,7 +141,7 @@ class CameraInputConfig:
 class JointStateSourceConfig:
     """One ``sensor_msgs/JointState`` topic; its joint names become ``prefix + name``."""
 
-    topic: str = "/joint_states"
+    topic: str = "joint_states"  # relative: in the buffer's namespace, as the driver publishes it
     prefix: str = ""
 
     @property
@@ -331,7 +331,7 @@ class ProprioLayout:
             if not sources:
                 raise ValueError("joint_state.sources is empty")
         else:
-            sources = [JointStateSourceConfig(str(js.pop("topic", "/joint_states")), str(js.pop("prefix", "")))]
+            sources = [JointStateSourceConfig(str(js.pop("topic", JointStateSourceConfig.topic)), str(js.pop("prefix", "")))]
         joints = tuple(str(j) for j in js.pop("joints", ()))
         if js:
             raise ValueError(f"unknown keys in joint_state: {sorted(js)}")
@@ -354,18 +354,18 @@ class ObservationConfig:
         max_joint_state_age_s: 0.25
         max_joint_lag_s: 0.1
         cameras:
-          image_primary: {topic: /camera/color/image_raw}          # 256x256, average crop
-          image_wrist: {topic: /wrist/image_raw/compressed}        # 128x128
+          image_primary: {topic: camera/image_raw}                 # 256x256, average crop
+          image_wrist: {topic: wrist/image_raw/compressed}         # 128x128
         joint_state:
-          topic: /joint_states
+          topic: joint_states
           joints: [waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate, gripper]
 
     Several joint-state topics (names prefixed per source) and normalized joints::
 
         joint_state:
           sources:
-            - {topic: /follower_left/joint_states, prefix: left_}
-            - {topic: /follower_right/joint_states, prefix: right_}
+            - {topic: follower_left/joint_states, prefix: left_}
+            - {topic: follower_right/joint_states, prefix: right_}
           joints: [left_waist, ..., left_left_finger, right_waist, ..., right_left_finger]
         proprio_normalization:      # joint: [close, open] = [value at 0, value at 1]
           left_left_finger: [0.0440, 0.0579]
@@ -378,7 +378,7 @@ class ObservationConfig:
 
     cameras: Tuple[CameraInputConfig, ...]
     joint_names: Tuple[str, ...] = ()
-    joint_state_topic: str = "/joint_states"
+    joint_state_topic: str = JointStateSourceConfig.topic
     window_size: int = 2
     rate_hz: float = 5.0
     slop_ns: int = 20_000_000

@@ -116,7 +116,7 @@ def collect_specs(robot: str, task: str, out: Path, assignments: dict[str, str])
         if spec.name == "recorder" and topics is not None and "teleop/action_chunk" not in topics:
             spec.parameters["topics"] = [*topics, "teleop/action_chunk"]
     params = {"robot": robot, **{k: yaml.safe_load(v) for k, v in teleop.items()}}
-    specs.append(NodeSpec(name="teleop", executable="teleop", parameters=params))
+    specs.append(NodeSpec(name="teleop", executable="teleop", parameters=params, namespace=specs[0].namespace))
     return specs
 
 

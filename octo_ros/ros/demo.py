@@ -68,8 +68,8 @@ def run_demo(out: Path, duration: float) -> dict:
     node = Node("octo_ros_demo")
     chunks: list[ActionChunk] = []
     commands = [0]
-    node.create_subscription(ActionChunk, "/action_chunk", chunks.append, 10)
-    node.create_subscription(JointGroupCommand, "/follower_left/commands/joint_group",
+    node.create_subscription(ActionChunk, "action_chunk", chunks.append, 10)
+    node.create_subscription(JointGroupCommand, "follower_left/commands/joint_group",
                              lambda _: commands.__setitem__(0, commands[0] + 1), 100)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
@@ -91,12 +91,12 @@ def run_demo(out: Path, duration: float) -> dict:
     bag = ""
     try:
         graph.start()
-        started = call(StartEpisode, "/recorder/start_episode", StartEpisode.Request(
+        started = call(StartEpisode, "recorder/start_episode", StartEpisode.Request(
             instruction=INSTRUCTION, metadata=[KeyValue(key="operator", value="octo-ros demo")]))
         if not started.success:
             raise RuntimeError(f"recording did not start: {started.message}")
         bag = started.bag_path
-        reply = call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=INSTRUCTION))
+        reply = call(SetInstruction, "policy/set_instruction", SetInstruction.Request(instruction=INSTRUCTION))
         if not reply.success:
             raise RuntimeError(f"instruction rejected: {reply.message}")
         end = time.monotonic() + duration
@@ -104,7 +104,7 @@ def run_demo(out: Path, duration: float) -> dict:
             executor.spin_once(timeout_sec=0.1)
             if graph.check():
                 raise RuntimeError(f"{', '.join(graph.failed)} died during the demo")
-        stopped = call(StopEpisode, "/recorder/stop_episode", StopEpisode.Request(outcome="demo"))
+        stopped = call(StopEpisode, "recorder/stop_episode", StopEpisode.Request(outcome="demo"))
         if not stopped.success:
             raise RuntimeError(f"recording did not stop cleanly: {stopped.message}")
         bag = stopped.bag_path

@@ -79,7 +79,7 @@ def evaluation_specs(robot: str, task: str, checkpoint: Path, out: Path, assignm
     specs = describe(robot, sim=True, arguments=arguments)
     for spec in specs:
         if spec.name == "recorder":
-            spec.parameters["topics"] = [*spec.parameters.get("topics", []), f"/{sim}/task_status", f"/{ADAPTERS[robot]}/status"]
+            spec.parameters["topics"] = [*spec.parameters.get("topics", []), f"{sim}/task_status", f"{ADAPTERS[robot]}/status"]
     return specs
 
 
@@ -275,7 +275,7 @@ class Evaluation:
             op.move_arm(q)
             time.sleep(0.1)
         instruction, named = self._instruction(scene)
-        op.trigger("/observation_buffer/reset")
+        op.trigger("observation_buffer/reset")
         op.instruct(instruction)
         reset_ns = op.now_ns()
         bag = op.start_episode(instruction, {"evaluate_episode": index, "seed": scene.seed, "task": scene.task,
@@ -311,7 +311,7 @@ class Evaluation:
         op.arm(False)
         self.armed = False
         if mode == "estop":
-            op.trigger(f"/{op.adapter}/reset_estop")
+            op.trigger(f"{op.adapter}/reset_estop")
         bag = op.stop_episode("success" if success else "failure", {"failure_mode": mode or "", "failure_detail": detail})
         video = self._video(bag) if not success or self.s.video_every_episode else ""
         return EpisodeResult(index, scene.seed, instruction, success, mode, detail, steps, status.time - judge.start,

@@ -9,11 +9,18 @@ from interbotix_xs_msgs.msg import JointGroupCommand
 from std_msgs.msg import String
 
 from octo_ros.evaluation import HoldTracker
+from octo_ros.robots.widowx.adapter import WidowXConfig
 from octo_ros.ros.evaluate import LOG_NAME, NodeDied
 from octo_ros.ros.graph import ADAPTERS, SIMULATORS
 from octo_ros.ros.operator import Operator
 from octo_ros.timebase import stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk
+
+
+def widowx_driver_namespace(specs) -> str:
+    """The xs_sdk namespace the graph's WidowX adapter drives (relative to the graph's)."""
+    adapter = next(spec for spec in specs if spec.name == ADAPTERS["widowx"])
+    return str(adapter.parameters.get("robot_name", WidowXConfig.robot_name)).strip("/")
 
 
 class Evaluator(Operator):
@@ -26,10 +33,11 @@ class Evaluator(Operator):
         self.holds: HoldTracker | None = None
         self.known_dead: set[str] = set()  # deaths already reported: the recorder may still be asked to stop
         super().__init__(robot, graph, (ADAPTERS[robot], SIMULATORS[robot]), node_name="octo_ros_evaluate")
-        self.node.create_subscription(String, f"/{self.adapter}/status", self._on_adapter, 50)
-        self.node.create_subscription(ActionChunk, "/action_chunk", self._on_chunk, 10)
-        self.node.create_subscription(JointGroupCommand, "/wx250s/commands/joint_group", self._on_command, 50)
-        self.joints = self.node.create_publisher(JointGroupCommand, "/wx250s/commands/joint_group", 10)
+        self.node.create_subscription(String, f"{self.adapter}/status", self._on_adapter, 50)
+        self.node.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        commands = f"{widowx_driver_namespace(graph.specs)}/commands/joint_group"
+        self.node.create_subscription(JointGroupCommand, commands, self._on_command, 50)
+        self.joints = self.node.create_publisher(JointGroupCommand, commands, 10)
 
     def _on_adapter(self, msg) -> None:
         with self._lock:
@@ -75,6 +83,6 @@ class Evaluator(Operator):
     def instruct(self, instruction: str) -> None:
         from octo_ros_msgs.srv import SetInstruction
 
-        reply = self.call(SetInstruction, "/policy/set_instruction", SetInstruction.Request(instruction=instruction))
+        reply = self.call(SetInstruction, "policy/set_instruction", SetInstruction.Request(instruction=instruction))
         if not reply.success:
             raise RuntimeError(f"the policy refused the instruction: {reply.message}")

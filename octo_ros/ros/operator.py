@@ -1,7 +1,8 @@
 """The operator side of `octo-ros collect` (octo_ros.ros.collect): one rclpy node in the
 collecting process that sends a scripted expert's inputs to the teleop node (a Twist and a gripper
 command, or the two leader arms' joint states), follows the simulator's ``~/task_status``, and calls
-the services that lay out, arm and record an episode."""
+the services that lay out, arm and record an episode. The node sits in the graph's namespace and
+names everything relative to it, so it drives that graph only."""
 from __future__ import annotations
 
 import threading
@@ -35,13 +36,14 @@ class Operator:
         self.adapter, self.sim = node_names
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = Node(node_name, context=self.context)
+        namespace = next((spec.namespace for spec in graph.specs), "")  # one graph, one namespace
+        self.node = Node(node_name, namespace=f"/{namespace}", context=self.context)
         self._lock = threading.Lock()
         self.status = None
         self.statuses = 0
-        self.node.create_subscription(DiagnosticStatus, f"/{self.sim}/task_status", self._on_status, 10)
+        self.node.create_subscription(DiagnosticStatus, f"{self.sim}/task_status", self._on_status, 10)
         if robot == "bimanual":
-            self.leaders = {side: self.node.create_publisher(JointState, f"/leader_{side}/joint_states", 10)
+            self.leaders = {side: self.node.create_publisher(JointState, f"leader_{side}/joint_states", 10)
                             for side in SIDES}
         else:
             self.twist = self.node.create_publisher(Twist, "spacenav/twist", 10)
@@ -94,11 +96,11 @@ class Operator:
     def lay_out(self, task: str, seed: int) -> str:
         params = [Parameter(name="episode_task", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=task)),
                   Parameter(name="episode_seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))]
-        results = self.call(SetParameters, f"/{self.sim}/set_parameters", SetParameters.Request(parameters=params)).results
+        results = self.call(SetParameters, f"{self.sim}/set_parameters", SetParameters.Request(parameters=params)).results
         refused = [r.reason for r in results if not r.successful]
         if refused:
             raise RuntimeError(f"{self.sim} refused the episode: {'; '.join(refused)}")
-        reply = self.call(Trigger, f"/{self.sim}/reset_episode", Trigger.Request())
+        reply = self.call(Trigger, f"{self.sim}/reset_episode", Trigger.Request())
         if not reply.success:
             raise RuntimeError(f"{self.sim} could not lay out the episode: {reply.message}")
         _, count = self.latest()
@@ -106,13 +108,13 @@ class Operator:
         return reply.message
 
     def arm(self, armed: bool) -> None:
-        reply = self.call(SetBool, f"/{self.adapter}/set_dry_run", SetBool.Request(data=not armed))
+        reply = self.call(SetBool, f"{self.adapter}/set_dry_run", SetBool.Request(data=not armed))
         if not reply.success:
             raise RuntimeError(f"{self.adapter} refused to {'arm' if armed else 'disarm'}: {reply.message}")
 
     def _recorder(self, srv_type, service: str, what: str, metadata: dict, **fields) -> str:
         request = srv_type.Request(**fields, metadata=[KeyValue(key=k, value=str(v)) for k, v in metadata.items()])
-        reply = self.call(srv_type, f"/recorder/{service}", request)
+        reply = self.call(srv_type, f"recorder/{service}", request)
         if not reply.success:
             raise RuntimeError(f"the recorder did not {what}: {reply.message}")
         return reply.bag_path

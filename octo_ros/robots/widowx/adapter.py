@@ -71,6 +71,9 @@ def bridge_state_from_pose(T: np.ndarray) -> np.ndarray:
 @dataclass
 class WidowXConfig:
     arm: str = "wx250s"
+    # xs_sdk's namespace (xsarm_control.launch.py robot_name): it publishes <robot_name>/joint_states and
+    # takes <robot_name>/commands/joint_group, .../joint_single, relative to the namespace it is launched in
+    robot_name: str = "wx250s"
     execution: ChunkExecutionConfig = field(default_factory=ChunkExecutionConfig)  # 5 Hz, ensemble 4
     control_period_s: float = 0.2  # Bridge STEP_DURATION; smaller values interpolate between steps
     safety: SafetyConfig = field(default_factory=SafetyConfig)

@@ -47,7 +47,7 @@ class AlohaSimNode(SimNodeBase):
         topics = list(p("camera_topics", [""]).value)
         topics = [t for t in topics if t]
         if not topics:
-            topics = [f"/{REAL_CAMERA_NAMES.get(c, c)}/image_raw" for c in self.cameras]
+            topics = [f"{REAL_CAMERA_NAMES.get(c, c)}/image_raw" for c in self.cameras]
         if len(topics) != len(self.cameras):
             raise ValueError("camera_topics must be empty or match cameras one to one")
         self.width = int(p("image_width", 320).value)
@@ -63,11 +63,11 @@ class AlohaSimNode(SimNodeBase):
 
         self.js_pubs = {}
         for arm, ns in zip(ARMS, self.namespaces):
-            # absolute, like the real followers' xs_sdk drivers
-            self.js_pubs[arm] = self.create_publisher(JointState, f"/{ns}/joint_states", 10)
-            self.create_subscription(JointGroupCommand, f"/{ns}/commands/joint_group",
+            # relative, like the real followers' xs_sdk drivers (in the graph's namespace)
+            self.js_pubs[arm] = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+            self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group",
                                      lambda m, a=arm: self._on_group(a, m), 10)
-            self.create_subscription(JointSingleCommand, f"/{ns}/commands/joint_single",
+            self.create_subscription(JointSingleCommand, f"{ns}/commands/joint_single",
                                      lambda m, a=arm: self._on_single(a, m), 10)
         self.img_pubs = [self.image_publisher(t) for t in topics]
         self.create_service(Trigger, "~/reset", self._on_reset)

@@ -58,9 +58,9 @@ class BimanualAdapterNode(AdapterNodeBase):
         self.bad_states = 0
         self.measured: dict[str, tuple[list[float], float]] = {}  # side -> (arm joints, gripper)
         for side, ns in self.namespaces.items():
-            self.group_pubs[side] = self.create_publisher(JointGroupCommand, f"/{ns}/commands/joint_group", 10)
-            self.single_pubs[side] = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
-            self.create_subscription(JointState, f"/{ns}/joint_states",
+            self.group_pubs[side] = self.create_publisher(JointGroupCommand, f"{ns}/commands/joint_group", 10)
+            self.single_pubs[side] = self.create_publisher(JointSingleCommand, f"{ns}/commands/joint_single", 10)
+            self.create_subscription(JointState, f"{ns}/joint_states",
                                      lambda msg, side=side: self._on_joint_states(side, msg), SENSOR_QOS)
         self.preview_names = [f"{side}_{j}" for side in SIDES for j in (*ARM_JOINTS, "gripper")]
         self.start(config.control_period_s)
@@ -69,25 +69,25 @@ class BimanualAdapterNode(AdapterNodeBase):
         self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
 
     def _on_joint_states(self, side: str, msg: JointState) -> None:
-        ns = self.namespaces[side]
+        topic = self.resolve_topic_name(f"{self.namespaces[side]}/joint_states")
         try:
             index = joint_index(msg.name)
         except ValueError as err:
             self.bad_states += 1
-            self.warnings.warn(f"state:{side}:duplicates", f"/{ns}/joint_states ignored: {err}")
+            self.warnings.warn(f"state:{side}:duplicates", f"{topic} ignored: {err}")
             return
         try:
             q = [msg.position[index[j]] for j in ARM_JOINTS]
             gripper = msg.position[index["gripper"]]
         except (KeyError, IndexError):
             self.bad_states += 1
-            self.warnings.warn(f"state:{side}:joints", f"/{ns}/joint_states lacks the arm joints or 'gripper'")
+            self.warnings.warn(f"state:{side}:joints", f"{topic} lacks the arm joints or 'gripper'")
             return
         self.measured[side] = ([float(v) for v in q], float(gripper))
         now = self.now_s()
         if not self.adapter.update_joint_state(side, q, gripper, stamp_seconds(msg.header.stamp, now), now=now):
             self.bad_states += 1
-            self.warnings.warn(f"state:{side}:invalid", f"/{ns}/joint_states ignored: {self.adapter.last_state_error}")
+            self.warnings.warn(f"state:{side}:invalid", f"{topic} ignored: {self.adapter.last_state_error}")
 
     def control_cycle(self, now: float) -> ControlOutput:
         out = self.adapter.step(now)

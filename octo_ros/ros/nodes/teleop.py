@@ -13,8 +13,8 @@ Delta end effector (``octo_ros.control.teleop``), frames as the adapters integra
   sub ``gripper_topic``  std_msgs/Float64 (default ``teleop/gripper``): 1 = open, 0 = closed
   Joy buttons ``gripper_open_button`` / ``gripper_close_button`` (-1: none)
 Bimanual (``octo_ros.robots.bimanual.teleop``):
-  sub ``leader_topics``  two sensor_msgs/JointState (default ``[/leader_left/joint_states,
-                         /leader_right/joint_states]``), leader gripper constants
+  sub ``leader_topics``  two sensor_msgs/JointState (default ``[leader_left/joint_states,
+                         leader_right/joint_states]``), leader gripper constants
                          ``{left,right}_gripper_open/close`` (rad)
 Every robot:
   sub ``joy_topic``      sensor_msgs/Joy (default ``spacenav/joy``): buttons, pressed = released → pressed
@@ -101,7 +101,7 @@ class TeleopNode(Node):
             ))
             self.step_period_s = self.leader_core.config.step_period_s
             default_names = BIMANUAL_ACTION_NAMES
-            topics = list(p("leader_topics", ["/leader_left/joint_states", "/leader_right/joint_states"]).value)
+            topics = list(p("leader_topics", ["leader_left/joint_states", "leader_right/joint_states"]).value)
             if len(topics) != 2:
                 raise ValueError(f"leader_topics needs the left and the right leader's topic, got {topics}")
             for side, topic in zip(SIDES, topics):

@@ -47,7 +47,7 @@ class UR5SimNode(SimNodeBase):
         self.ik_failures_logged = 0
         self.create_subscription(PoseStamped, p("tcp_pose_topic", "tcp_pose").value, self._on_pose, 10)
         self.create_subscription(JointState, p("joint_states_topic", "joint_states").value, self._on_joints, 10)
-        self.img_pub = self.image_publisher(p("camera_topic", "/camera/image_raw").value)
+        self.img_pub = self.image_publisher(p("camera_topic", "camera/image_raw").value)
         self.declare_episodes(TASKS, lambda task, seed: self.scene.set_task(task, seed).instruction,
                               lambda: self._solve_pending().task_status(ns_to_seconds(self.get_clock().now().nanoseconds)))
         self.create_steady_timer(1.0, self.publish_sim_diagnostics)

@@ -1,6 +1,6 @@
 """widowx_adapter: Octo/Bridge 7-D delta action chunks → a WidowX through the Interbotix xs_sdk topics.
 
-Under ``/<robot_name>/`` (default ``wx250s``):
+Under ``<robot_name>/`` (default ``wx250s``), relative to the node's namespace as xs_sdk's names are:
   sub ``joint_states``             sensor_msgs/JointState (the six arm joints by name)
   pub ``commands/joint_group``     interbotix_xs_msgs/JointGroupCommand ``arm``: 6 rad, only when armed
   pub ``commands/joint_single``    interbotix_xs_msgs/JointSingleCommand ``gripper``: PWM, only when armed
@@ -30,21 +30,22 @@ class WidowXAdapterNode(AdapterNodeBase):
 
     def __init__(self, **kwargs):
         super().__init__("widowx_adapter", **kwargs)
-        self.robot_name = parameter(self, "robot_name", "wx250s").strip("/")
         # left_finger (m) above this: the gripper is open (wx250s fingers: 0.015 closed – 0.037 m open)
         self.finger_open_above = float(parameter(self, "finger_open_above", 0.026))
         defaults = WidowXConfig()
         config = declare_config(
-            self, defaults, ("arm", "control_period_s", "workspace_low", "workspace_high", "max_step_translation_m",
-                             "max_step_rotation_rad"), names={"arm": "robot_model"},
+            self, defaults, ("arm", "robot_name", "control_period_s", "workspace_low", "workspace_high",
+                             "max_step_translation_m", "max_step_rotation_rad"), names={"arm": "robot_model"},
             execution=execution_config(self, defaults.execution), safety=safety_config(self, defaults.safety),
             gripper=interbotix_pwm(parameter(self, "gripper_pwm", defaults.gripper.robot_open)))
         self.adapter = WidowXAdapter(config)
         self.step_period_s = config.execution.step_period_s
+        self.robot_name = config.robot_name.strip("/")
         ns = self.robot_name
-        self.group_pub = self.create_publisher(JointGroupCommand, f"/{ns}/commands/joint_group", 10)
-        self.single_pub = self.create_publisher(JointSingleCommand, f"/{ns}/commands/joint_single", 10)
-        self.create_subscription(JointState, f"/{ns}/joint_states", self._on_joint_states, SENSOR_QOS)
+        self.joint_states_topic = self.resolve_topic_name(f"{ns}/joint_states")
+        self.group_pub = self.create_publisher(JointGroupCommand, f"{ns}/commands/joint_group", 10)
+        self.single_pub = self.create_publisher(JointSingleCommand, f"{ns}/commands/joint_single", 10)
+        self.create_subscription(JointState, f"{ns}/joint_states", self._on_joint_states, SENSOR_QOS)
         self.bad_states = 0
         self.measured_q: list[float] | None = None
         self.start(config.control_period_s)
@@ -57,13 +58,13 @@ class WidowXAdapterNode(AdapterNodeBase):
             index = joint_index(msg.name)
         except ValueError as err:
             self.bad_states += 1
-            self.warnings.warn("state:duplicates", f"/{self.robot_name}/joint_states ignored: {err}")
+            self.warnings.warn("state:duplicates", f"{self.joint_states_topic} ignored: {err}")
             return
         try:
             q = [msg.position[index[j]] for j in ARM_JOINTS]
         except (KeyError, IndexError):
             self.bad_states += 1
-            self.warnings.warn("state:joints", f"/{self.robot_name}/joint_states lacks the arm joints {ARM_JOINTS}")
+            self.warnings.warn("state:joints", f"{self.joint_states_topic} lacks the arm joints {ARM_JOINTS}")
             return
         self.measured_q = [float(v) for v in q]
         finger = index.get("left_finger")
@@ -72,7 +73,7 @@ class WidowXAdapterNode(AdapterNodeBase):
         if not self.adapter.update_joint_state(q, stamp_seconds(msg.header.stamp, now), gripper_open=gripper_open, now=now):
             self.bad_states += 1
             self.warnings.warn("state:invalid",
-                               f"/{self.robot_name}/joint_states ignored: {self.adapter.last_state_error}")
+                               f"{self.joint_states_topic} ignored: {self.adapter.last_state_error}")
 
     def control_cycle(self, now: float) -> ControlOutput:
         out = self.adapter.step(now)

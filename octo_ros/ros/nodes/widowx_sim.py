@@ -1,11 +1,11 @@
 """widowx_sim: a simulated WidowX 250 6DOF behind the Interbotix xs_sdk topics, with a camera.
 
-Under ``/<robot_name>/`` (default ``wx250s``):
+Under ``<robot_name>/`` (default ``wx250s``), in the node's namespace as the real xs_sdk:
   sub ``commands/joint_group``  interbotix_xs_msgs/JointGroupCommand (group ``arm``: 6 rad)
   sub ``commands/joint_single`` interbotix_xs_msgs/JointSingleCommand (``gripper``: effort in pwm mode)
   pub ``joint_states``          sensor_msgs/JointState at ``update_rate`` (7 joints + fingers)
-Camera: ``camera_topic`` (default ``/camera/image_raw``), rgb8, sensor-data QoS, rendered at
-``render_rate``. ``/<robot_name>/reset`` (std_srvs/Trigger) returns to the initial pose.
+Camera: ``camera_topic`` (default ``camera/image_raw``), rgb8, sensor-data QoS, rendered at
+``render_rate``. ``<robot_name>/reset`` (std_srvs/Trigger) returns to the initial pose.
 Tasks (``episode_task``, ``~/reset_episode``, ``~/task_status``; octo_ros.robots.widowx.sim.TASKS):
 ``reach_block`` lays out its blocks (the arm stays where it is; an operator drives it to the start).
 Joint dynamics are ``octo_ros.robots.interbotix.driver_standin`` (modes, profiles, limits).
@@ -44,16 +44,16 @@ class WidowXSimNode(SimNodeBase):
             initial_q=tuple(initial) if len(initial) == 6 else None,
             image_width=int(p("image_width", 320).value), image_height=int(p("image_height", 240).value),
         )
-        self.camera_topic = p("camera_topic", "/camera/image_raw").value
+        self.camera_topic = p("camera_topic", "camera/image_raw").value
         self.frame_id = p("camera_frame_id", "camera_color_optical_frame").value
         self.start = self.steady_now()
         self.sim = WidowXSim(cfg, start=0.0)
         ns = self.robot_name
-        # absolute, like the real xs_sdk driver (launched in its own namespace /<robot_name>)
-        self.js_pub = self.create_publisher(JointState, f"/{ns}/joint_states", 10)
-        self.create_subscription(JointGroupCommand, f"/{ns}/commands/joint_group", self._on_group, 10)
-        self.create_subscription(JointSingleCommand, f"/{ns}/commands/joint_single", self._on_single, 10)
-        self.create_service(Trigger, f"/{ns}/reset", self._on_reset)
+        # relative, like the real xs_sdk driver (namespace <robot_name> under the including launch's)
+        self.js_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+        self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_group, 10)
+        self.create_subscription(JointSingleCommand, f"{ns}/commands/joint_single", self._on_single, 10)
+        self.create_service(Trigger, f"{ns}/reset", self._on_reset)
         self.declare_episodes(TASKS, lambda task, seed: self.sim.set_task(task, seed).instruction, self.sim.task_status)
         self.img_pub = self.image_publisher(self.camera_topic)
         self.create_steady_timer(rate, self._tick)
