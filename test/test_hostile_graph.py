@@ -1,16 +1,23 @@
 """Hostile inputs against one running graph (issue #12 acceptance): the observation buffer, the
 policy, the WidowX adapter armed against its simulator, the UR5 adapter armed against the
-controller stand-in and the bimanual adapter, all real processes over DDS, started once for the
-module. Each case sends one hostile input and asserts the node's message about it, that the node
-is still alive (and still working), and that no command any adapter sent left its limits."""
+controller stand-in, the bimanual adapter and the recorder, all real processes over DDS, started
+once for the module. Each case sends one hostile input and asserts the node's message about it,
+that the node is still alive (and still working: the recorder records a numbered stream without a
+gap), and that no command any adapter sent left its limits."""
+import os
+import shutil
+import signal
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import KeyValue
 from geometry_msgs.msg import PoseStamped
 from interbotix_xs_msgs.msg import JointGroupCommand
+from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -20,13 +27,14 @@ from support.ros_harness import RosHarness
 from octo_ros.control.kinematics import solve_ik
 from octo_ros.control.teleop import DELTA_ACTION_NAMES
 from octo_ros.model.testing import make_untrained_checkpoint
+from octo_ros.recording.bag import is_complete, read_episode_metadata, repair_bag
 from octo_ros.robots.bimanual.adapter import ACTION_NAMES as ALOHA_NAMES
 from octo_ros.robots.interbotix.kinematics import ARMS
 from octo_ros.robots.widowx.adapter import BRIDGE_START_STATE, pose_from_bridge_state
 from octo_ros.ros.messages import image_to_msg, ns_to_stamp
 from octo_ros.ros.support import LATCHED_QOS, SENSOR_QOS
 from octo_ros_msgs.msg import ActionChunk, ObservationWindow
-from octo_ros_msgs.srv import SetInstruction
+from octo_ros_msgs.srv import SetInstruction, StartEpisode, StopEpisode
 
 HOUR_NS = 3600 * 10**9
 IMAGE = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -103,6 +111,7 @@ class Graph:
         node.create_timer(0.1, self._stream_camera)
         node.create_timer(0.02, self._stream_joints)
         node.create_timer(0.2, self._stream_chunks)
+        self.recording = Recording(ros, node, tmp / "bags")
         ros.wait_for(lambda: self.count() >= 2, 90, "windows from the good streams")
         ros.wait_for(lambda: len(self.wx_commands) >= 2 and len(self.ur_previews) >= 2, 60,
                      "armed adapters sending commands")
@@ -364,3 +373,234 @@ def test_huge_actions_are_clamped_inside_the_limits(graph):
                        "commands after huge actions")
     assert graph.procs["widowx"].alive() and graph.procs["ur5"].alive()
     graph.limits_held()
+
+
+# ------------------------------------------------------------------ recorder
+SEQ_TYPE = "sensor_msgs/msg/JointState"
+
+
+class Recording:
+    """The recorder of the graph: a 50 Hz numbered JointState stream it records, an image topic for the
+    huge message, and a topic configured as JointState that is published as String (all reliable)."""
+
+    TOPICS = {"/rec/seq": SEQ_TYPE, "/rec/image": "sensor_msgs/msg/Image", "/rec/typed": SEQ_TYPE}
+
+    def __init__(self, ros, node, out):
+        self.ros, self.node, self.out = ros, node, out
+        self.spawn()
+        self.seq = 0
+        self.seq_pub = node.create_publisher(JointState, "/rec/seq", 100)
+        self.image_pub = node.create_publisher(Image, "/rec/image", 10)
+        self.start = node.create_client(StartEpisode, "/recorder/start_episode")
+        self.stop = node.create_client(StopEpisode, "/recorder/stop_episode")
+        node.create_timer(0.02, self._stream_seq)
+        ros.wait_for(lambda: self.seq_pub.get_subscription_count() >= 1 and self.image_pub.get_subscription_count() >= 1,
+                     60, "the recorder subscribing")
+
+    def spawn(self):
+        self.proc = self.ros.spawn_module("recorder", "octo_ros.ros.nodes.recorder", params={
+            "topics": list(self.TOPICS), "topic_types": list(self.TOPICS.values()), "output_dir": str(self.out),
+            "topic_qos": ["reliable"] * len(self.TOPICS), "robot": "hostile", "flush_period": 0.2})
+
+    def _stream_seq(self):
+        msg = JointState(name=["seq"], position=[float(self.seq)])
+        msg.header.stamp = ns_to_stamp(self.node.get_clock().now().nanoseconds)
+        self.seq += 1
+        self.seq_pub.publish(msg)
+
+    def start_episode(self, instruction="hostile", **metadata):
+        request = StartEpisode.Request(instruction=instruction)
+        request.metadata = [KeyValue(key=k, value=v) for k, v in metadata.items()]
+        return self.ros.call(self.start, request, timeout=20)
+
+    def stop_episode(self, outcome="success"):
+        return self.ros.call(self.stop, StopEpisode.Request(outcome=outcome), timeout=20)
+
+    def published_after(self, count: int) -> None:
+        """Wait until ``count`` more messages of the numbered stream went out (its rate sags under load)."""
+        target = self.seq + count
+        self.ros.wait_for(lambda: self.seq >= target, 30, f"{count} messages on /rec/seq")
+
+    def episode(self, **stop):
+        """One good episode; returns the stop response (asserted successful)."""
+        started = self.start_episode()
+        assert started.success, started.message
+        self.published_after(5)
+        stopped = self.stop_episode(**stop)
+        assert stopped.success, stopped.message
+        return stopped
+
+    def stop_any(self):
+        """After a failed case: leave no episode running for the next one."""
+        self.ros.call(self.stop, StopEpisode.Request(outcome="discard"), timeout=20)
+
+    def said(self, text: str) -> int:
+        return self.proc.output().count(text)
+
+    def alive_and_recording(self):
+        """The recorder is up and a fresh episode keeps every message of the numbered stream."""
+        assert self.proc.alive(), self.proc.output()[-2000:]
+        bag = Path(self.episode().bag_path)
+        assert_no_gap(bag)
+        return bag
+
+
+@pytest.fixture
+def rec(graph):
+    yield graph.recording
+    graph.limits_held()
+
+
+def bag_messages(bag: Path) -> dict[str, list]:
+    out: dict[str, list] = {}
+    with AnyReader([bag]) as reader:
+        for conn, _, raw in reader.messages():
+            out.setdefault(conn.topic, []).append(reader.deserialize(raw, conn.msgtype))
+    return out
+
+
+def assert_no_gap(bag: Path, minimum=2) -> list[int]:
+    """The numbered stream is in the bag without a gap: nothing received was lost."""
+    seqs = [int(m.position[0]) for m in bag_messages(bag).get("/rec/seq", [])]
+    assert len(seqs) >= minimum, f"{bag.name}: {len(seqs)} messages of /rec/seq"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{bag.name}: /rec/seq has gaps: {seqs}"
+    return seqs
+
+
+def test_recorder_stop_without_start(rec):
+    response = rec.stop_episode()
+    assert not response.success and response.message == "no episode is recording"
+    rec.alive_and_recording()
+
+
+def test_recorder_start_while_recording_keeps_the_running_episode(rec):
+    first = rec.start_episode()
+    assert first.success, first.message
+    rec.published_after(3)
+    second = rec.start_episode(instruction="another")
+    assert not second.success and "is already recording; stop it first" in second.message
+    assert second.bag_path == first.bag_path
+    refused_at = rec.seq
+    rec.published_after(5)
+    assert rec.stop_episode().success
+    seqs = assert_no_gap(Path(first.bag_path))
+    assert seqs[0] < refused_at < seqs[-1], f"the episode did not run on through the refused start: {seqs}"
+    rec.alive_and_recording()
+
+
+def test_recorder_start_stop_storm(rec):
+    bags = []
+    for _ in range(6):
+        started = rec.start_episode()
+        assert started.success, started.message
+        stopped = rec.stop_episode()
+        assert stopped.success, stopped.message
+        bags.append(Path(stopped.bag_path))
+    assert len(set(bags)) == 6, "two episodes share a bag"
+    for bag in bags:
+        assert is_complete(bag), bag
+        assert read_episode_metadata(bag)["outcome"] == "success"
+    rec.alive_and_recording()
+
+
+def test_recorder_outcome_and_instruction_are_escaped_in_the_log(rec):
+    started = rec.start_episode(instruction="pick \x1b[31mred\x1b[0m")
+    assert started.success, started.message
+    time.sleep(0.2)
+    stopped = rec.stop_episode(outcome="fail\x1b[2Jure")
+    assert stopped.success, stopped.message
+    assert "\x1b" not in rec.proc.output(), "an escape sequence reached the recorder's log"
+    assert r"fail\x1b[2Jure" in rec.proc.output()
+    meta = read_episode_metadata(Path(stopped.bag_path))
+    assert meta["outcome"] == "fail\x1b[2Jure" and meta["instruction"] == "pick \x1b[31mred\x1b[0m"  # stored as given
+    rec.alive_and_recording()
+
+
+def test_recorder_huge_message_is_recorded_whole(rec):
+    pixels = np.random.default_rng(1).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)  # 12 MiB
+    started = rec.start_episode()
+    assert started.success, started.message
+    rec.image_pub.publish(image_to_msg(pixels, rec.node.get_clock().now().nanoseconds))
+    time.sleep(2.0)
+    stopped = rec.stop_episode()
+    assert stopped.success, stopped.message
+    bag = Path(stopped.bag_path)
+    images = bag_messages(bag).get("/rec/image", [])
+    assert len(images) == 1 and images[0].height == 2048 and bytes(images[0].data) == pixels.tobytes()
+    assert_no_gap(bag)
+    rec.alive_and_recording()
+
+
+def test_recorder_names_a_topic_published_with_another_type(rec):
+    pub = rec.node.create_publisher(String, "/rec/typed", 10)
+    try:
+        before = rec.said("/rec/typed is published as std_msgs/msg/String")
+        started = rec.start_episode()
+        assert started.success, started.message
+        for _ in range(10):
+            pub.publish(String(data="not a joint state"))
+            time.sleep(0.05)
+        rec.ros.wait_for(lambda: rec.said("/rec/typed is published as std_msgs/msg/String") > before, 10,
+                         "the recorder naming the type mismatch")
+        stopped = rec.stop_episode()
+        assert stopped.success, stopped.message
+        meta = read_episode_metadata(Path(stopped.bag_path))
+        assert "/rec/typed" in meta["notes"].get("topics_without_messages", ""), meta["notes"]
+        assert "std_msgs/msg/String" in meta["notes"].get("topics_of_another_type", ""), meta["notes"]
+        assert_no_gap(Path(stopped.bag_path))
+    finally:  # the String publisher stays (destroying it under the spinning executor races)
+        rec.stop_any()
+    rec.alive_and_recording()
+
+
+def test_recorder_output_dir_replaced_by_a_file(rec):
+    moved = rec.out.with_name(rec.out.name + "_moved")
+    rec.out.rename(moved)
+    rec.out.write_text("not a directory")
+    try:
+        response = rec.start_episode()
+        assert not response.success and f"cannot create output directory {rec.out}" in response.message
+        assert "cannot start an episode" in rec.proc.output()
+    finally:
+        rec.out.unlink()
+        moved.rename(rec.out)
+    rec.alive_and_recording()
+
+
+def test_recorder_bag_removed_mid_episode_is_restored(rec):
+    started = rec.start_episode()
+    assert started.success, started.message
+    bag = Path(started.bag_path)
+    rec.published_after(10)
+    time.sleep(0.4)  # two flush periods: on disk
+    shutil.rmtree(bag)
+    rec.published_after(5)
+    stopped = rec.stop_episode()
+    assert not stopped.success and "removed while recording" in stopped.message and "restored" in stopped.message
+    repair_bag(bag)
+    assert_no_gap(bag, minimum=5)  # what was flushed before the removal came back
+    rec.alive_and_recording()
+
+
+def test_recorder_sigkill_mid_episode_then_repair(rec):  # last: it replaces the recorder process
+    started = rec.start_episode()
+    assert started.success, started.message
+    bag = Path(started.bag_path)
+    rec.published_after(20)
+    killed, killed_ns = rec.proc, rec.node.get_clock().now().nanoseconds
+    os.killpg(killed.proc.pid, signal.SIGKILL)
+    killed.proc.wait(10)
+    rec.ros.processes.remove(killed)  # dead on purpose
+    killed.log_path.rename(killed.log_path.with_name("recorder_killed.log"))  # the new one logs to recorder.log
+    rec.spawn()
+    rec.ros.wait_for(lambda: rec.said(f"unfinished bag {bag} (a recorder died)") > 0 and rec.said("recording /rec/seq"),
+                     30, "the new recorder up, naming the unfinished bag")
+    time.sleep(0.5)  # its subscriptions matched
+    report = repair_bag(bag)
+    assert report.messages > 0, report
+    assert read_episode_metadata(bag)["outcome"] == "incomplete"
+    seqs_stamps = [m.header.stamp for m in bag_messages(bag)["/rec/seq"]]
+    assert_no_gap(bag, minimum=10)
+    lost_s = (killed_ns - (seqs_stamps[-1].sec * 10**9 + seqs_stamps[-1].nanosec)) / 1e9
+    assert lost_s < 1.0, f"the last {lost_s:.2f} s before the SIGKILL were lost"
+    rec.alive_and_recording()

@@ -1,6 +1,6 @@
 """The recorder's core without ROS (octo_ros.recording.recorder): topic parameters and QoS kinds,
 episodes written to real bags (latched messages cached between episodes, the cached instruction,
-silent topics named), automatic episodes from task changes, evidence learnt mid-episode, status."""
+silent topics and topics published with another type named), automatic episodes from task changes, evidence learnt mid-episode, status."""
 import json
 
 import pytest
@@ -121,4 +121,26 @@ def test_evidence_from_the_graph_reaches_the_running_episode_unless_given(tmp_pa
     assert (meta["checkpoint_hash"], meta["gripper_convention"], meta["outcome"]) == ("given", "model 1 = open",
                                                                                      "interrupted")
     assert rec.status([]) == ("ok", "idle", {"recording": False, "output_dir": str(tmp_path / "bags"), "topics": 2,
-                                             "waiting_for_types": ""})
+                                             "waiting_for_types": "", "topics_of_another_type": ""})
+
+
+def test_a_topic_published_with_another_type_is_named_and_the_outcome_logged_escaped(tmp_path):
+    rec = make(tmp_path)
+    rec.on_publisher_types({"/status": {"std_msgs/msg/String"}})
+    assert not [line for line in rec.log.lines if line[0] == "error"] and rec.status([])[2]["topics_of_another_type"] == ""
+    assert rec.start_episode("pick", {})[0]
+    rec.on_publisher_types({"/status": {"std_msgs/msg/String", "sensor_msgs/msg/JointState"}})
+    rec.on_publisher_types({"/status": {"sensor_msgs/msg/JointState"}})  # said once
+    errors = [text for level, text in rec.log.lines if level == "error"]
+    assert errors == ["/status is published as sensor_msgs/msg/JointState, recorded as std_msgs/msg/String: "
+                      "those messages cannot be recorded"]
+    assert rec.status([])[2]["topics_of_another_type"] == "/status (sensor_msgs/msg/JointState)"
+    rec.on_publisher_types({})  # the publisher went away: the episode it overlapped still says so
+    ok, _, bag = rec.stop_episode("fail\x1b[2Jure", {})
+    assert ok
+    assert read_episode_metadata(bag)["notes"]["topics_of_another_type"] == "/status (sensor_msgs/msg/JointState)"
+    assert rec.status([])[2]["topics_of_another_type"] == ""
+    assert not any("\x1b" in text for _, text in rec.log.lines)
+    assert rec.start_episode("next", {})[0]
+    ok, _, bag = rec.stop_episode("success", {})
+    assert "topics_of_another_type" not in read_episode_metadata(bag)["notes"]

@@ -93,6 +93,9 @@ class EpisodeRecorder:
         self.latched_cache: dict[str, tuple[int, bytes]] = {}
         self.specs: dict[str, TopicSpec] = {}  # resolved name → spec, once subscribed
         self.graph_evidence = {key for key in GRAPH_EVIDENCE if not self.evidence[key]}
+        self.other_types: dict[str, list[str]] = {}  # recorded topic → types its publishers use instead, now
+        self.episode_other_types: dict[str, set[str]] = {}  # the same, during the episode in progress
+        self._mismatches_logged: set[tuple[str, str]] = set()
         self._last_task: tuple[str, str] | None = None
 
     @property
@@ -116,6 +119,26 @@ class EpisodeRecorder:
                     self.episode.add_topic(spec)
                 except RecordingError as exc:
                     self.log.error(str(exc))
+
+    def on_publisher_types(self, published: dict[str, set[str]]) -> None:
+        """The types each recorded topic's publishers use now. A publisher of another type never
+        matches the subscription: its messages are lost without a word from DDS, so say so (logged
+        once per topic and type, in the status and in the notes of the episodes it overlapped)."""
+        current = {}
+        for name, spec in self.specs.items():
+            others = sorted({normalize_type(t) for t in published.get(name, ())} - {spec.msgtype})
+            if others:
+                current[name] = others
+            for other in others:
+                if (name, other) not in self._mismatches_logged:
+                    self._mismatches_logged.add((name, other))
+                    self.log.error(f"{name} is published as {other}, recorded as {spec.msgtype}: "
+                                   "those messages cannot be recorded")
+        with self.lock:
+            self.other_types = current
+            if self.episode is not None:
+                for name, others in current.items():
+                    self.episode_other_types.setdefault(name, set()).update(others)
 
     def describe_topics(self) -> str:
         return ', '.join(f'{s.topic} ({s.msgtype}, {s.qos})' for s in self.specs.values())
@@ -175,6 +198,7 @@ class EpisodeRecorder:
                 self.log.error(f"cannot start an episode: {exc}")
                 return False, str(exc), ""
             self.episode, self.episode_auto = ep, auto
+            self.episode_other_types = {topic: set(others) for topic, others in self.other_types.items()}
             self.log.info(f"episode {ep.path.name} started: {instruction!r}")
             return True, f"recording {ep.path.name}", str(ep.path)
 
@@ -190,6 +214,8 @@ class EpisodeRecorder:
             if silent:  # a configured topic that delivered nothing: said in the episode's metadata
                 notes = {**notes, "topics_without_messages": ", ".join(silent)}
                 self.log.warning(f"episode {ep.path.name}: no messages on {', '.join(silent)}")
+            if self.episode_other_types:
+                notes = {**notes, "topics_of_another_type": _types_text(self.episode_other_types)}
             try:
                 path = ep.close(outcome or "unlabeled", notes)
             except RecordingError as exc:
@@ -198,7 +224,7 @@ class EpisodeRecorder:
             if failure:  # a flush failed mid-episode but closing worked (space freed)
                 return False, f"episode stopped, but data was lost mid-episode: {failure}", str(path)
             total = sum(ep.counts.values())
-            self.log.info(f"episode {path.name} stopped ({outcome}), {total} messages")
+            self.log.info(f"episode {path.name} stopped ({outcome!r}), {total} messages")  # escaped
             return True, f"stopped {path.name}: {total} messages", str(path)
 
     def on_policy_task(self, task_kind: str, instruction: str) -> None:
@@ -226,7 +252,8 @@ class EpisodeRecorder:
         with self.lock:
             episode = self.episode
             values = {"recording": episode is not None, "output_dir": self.output_dir,
-                      "topics": len(self.specs), "waiting_for_types": ", ".join(waiting_for)}
+                      "topics": len(self.specs), "waiting_for_types": ", ".join(waiting_for),
+                      "topics_of_another_type": _types_text(self.other_types)}
             if episode is not None:
                 values.update({"bag": str(episode.path), "messages": sum(episode.counts.values()),
                                "topics_without_messages": ", ".join(t for t, n in episode.counts.items() if n == 0)})
@@ -245,3 +272,7 @@ class EpisodeRecorder:
                 self.log.info(message)
             else:
                 self.log.error(message)
+
+
+def _types_text(types: dict) -> str:
+    return ", ".join(f"{topic} ({', '.join(sorted(others))})" for topic, others in sorted(types.items()))

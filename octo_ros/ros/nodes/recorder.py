@@ -30,7 +30,9 @@ Services
   ~/stop_episode    octo_ros_msgs/StopEpisode: outcome, metadata (notes)
 
 Messages are written as received (serialized CDR from raw subscriptions), stamped with the
-node clock's receive time; header stamps stay inside the messages.
+node clock's receive time; header stamps stay inside the messages. A recorded topic whose
+publishers use another type than the recorded one delivers nothing: it is named (ERROR, once per
+type), in the diagnostics and in the episode's notes (``topics_of_another_type``).
 """
 from __future__ import annotations
 
@@ -102,7 +104,12 @@ class RecorderNode(Node):
                 for kv in status.values:
                     self.recorder.on_evidence(kv.key, kv.value)
 
+    def _check_publisher_types(self) -> None:
+        self.recorder.on_publisher_types({name: {info.topic_type for info in self.get_publishers_info_by_topic(name)}
+                                          for name in self.recorder.specs})
+
     def _publish_diagnostics(self) -> None:
+        self._check_publisher_types()
         level, message, values = self.recorder.status(list(self.pending))
         self.diagnostics.publish(LEVELS[level], message, values)
 
@@ -138,6 +145,7 @@ class RecorderNode(Node):
 
     def _on_stop(self, request, response):
         notes = {kv.key: kv.value for kv in request.metadata}
+        self._check_publisher_types()
         response.success, response.message, response.bag_path = self.recorder.stop_episode(request.outcome, notes)
         return response
 
