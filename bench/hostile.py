@@ -6,7 +6,9 @@ accepts and on refused decompression bombs, and the e-stop stop time per robot.
 Memory: each case runs in a fresh process (peak RSS from getrusage, minus the same process's RSS
 after imports and buffer set-up), feeding 40 frames through ``ObservationBuffer.add_image_msg`` and
 ``assemble`` as the node does. E-stop: on the devices' stand-ins (the UR controller stand-in with
-its latency and servoStop deceleration; the MuJoCo ALOHA follower sent its measured joints).
+its latency and servoStop deceleration; the xs_sdk driver stand-in behind the WidowX adapter; the
+MuJoCo ALOHA follower sent its measured joints), "at rest" as each test states it (UR, WidowX:
+not moving at all; ALOHA: every arm joint below 0.05 rad/s, MuJoCo joints never stand exactly still).
 """
 from __future__ import annotations
 
@@ -73,18 +75,24 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {r['case']} | {r['bytes']} | {r['refused']} | {r['windows']} | {r['peak_mb']:.0f} | {r['growth_mb']:.0f} |")
 
-    from support.estop import aloha_stop_time, ur_stop_time
+    from support.estop import aloha_stop_time, ur_stop_time, widowx_stop_time
 
     print("\ne-stop: time from the e-stop call until the robot is at rest")
     print("| robot | moving at | at rest after | two control periods |\n|---|---|---|---|")
     stop, speed, travel = ur_stop_time()
     print(f"| UR5 (controller stand-in) | {speed:.3f} m/s | {stop * 1e3:.1f} ms ({travel * 1e3:.2f} mm travel) | 16 ms |")
+    stop, speed, travel, period = widowx_stop_time()
+    print(f"| WidowX (xs_sdk driver stand-in) | {speed:.2f} rad/s | {stop * 1e3:.1f} ms ({travel:.3f} rad travel) | "
+          f"{2e3 * period:.0f} ms |")
     try:
-        stop, speed = aloha_stop_time()
-        print(f"| bimanual (MuJoCo ALOHA follower) | {speed:.2f} rad/s | {stop * 1e3:.0f} ms | 40 ms |")
+        from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
+
+        for joint, name in enumerate(ARM_JOINTS):  # the follower turning one joint at full speed
+            stop, speed, braked = aloha_stop_time(joint=joint)
+            print(f"| bimanual (MuJoCo ALOHA follower, {name}) | {speed:.2f} rad/s | {stop * 1e3:.0f} ms "
+                  f"(every joint below a tenth of that speed after {braked * 1e3:.0f} ms) | 40 ms |")
     except ImportError as err:
         print(f"| bimanual | - | not measured: {err} | 40 ms |")
-
 
 if __name__ == "__main__":
     main()
