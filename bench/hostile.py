@@ -9,6 +9,11 @@ after imports and buffer set-up), feeding 40 frames through ``ObservationBuffer.
 its latency and servoStop deceleration; the xs_sdk driver stand-in behind the WidowX adapter; the
 MuJoCo ALOHA follower sent its measured joints), "at rest" as each test states it (UR, WidowX:
 not moving at all; ALOHA: every arm joint below 0.05 rad/s, MuJoCo joints never stand exactly still).
+The ALOHA followers miss two control periods by their model, not by the hold command: gym-aloha's
+arm actuators are P-only (kp 800-1600, wrists 10-50) against 30-60 N m of frictionloss, which MuJoCo
+enforces as a soft constraint, so a joint creeps onto any hold goal with a time constant of about
+0.1-0.2 s (sending the goal one period fresher, jumping the set point to it, a second hold once
+braked, stiffer or softer friction, actuator damping: none settles under 100 ms on every joint).
 """
 from __future__ import annotations
 
