@@ -353,7 +353,8 @@ def _cmd_evaluate(args) -> int:
         settings = EvaluationSettings(
             robot=args.robot, task=args.task or default, checkpoint=args.checkpoint,
             seeds=parse_seeds(args.seeds, args.episodes), out=Path(args.out).resolve(), instruction=args.instruction or "",
-            swap_target=args.swap_target, assignments=parse_assignments(args.assignments), progress=not args.no_progress)
+            swap_target=args.swap_target, assignments=parse_assignments(args.assignments), progress=not args.no_progress,
+            video_every_episode=args.video_every_episode)
         summary = Evaluation(settings).run()
     except (ValueError, RuntimeError) as err:
         print(f"octo-ros evaluate: {err}", file=sys.stderr)
@@ -378,6 +379,7 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", default="1000-1019", help="A-B (inclusive), A,B,C, or A (then --episodes seeds from A)")
     p.add_argument("--instruction", default="", help="this instruction for every episode instead of the scene's")
     p.add_argument("--swap-target", action="store_true", help="instruct another block than the one the simulator judges")
+    p.add_argument("--video-every-episode", action="store_true", help="a video of the successes too (default: failures)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("out")
     p.add_argument("assignments", nargs="*", metavar="key:=value", help="launch arguments or node.parameter overrides")
