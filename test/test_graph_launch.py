@@ -2,14 +2,13 @@
 import ast
 import io
 import os
-import runpy
 import sys
 import tempfile
 import time
-import types
 
 import pytest
 import yaml
+from support.launch_standins import no_stand_ins, stand_in_launch
 from support.ros_harness import REPO_ROOT
 
 from octo_ros.ros.graph import ADAPTERS, LAUNCH_ARGUMENTS, ROBOTS, SIMULATORS, describe
@@ -78,55 +77,6 @@ def test_launch_arguments_and_overrides():
         describe("widowx", arguments={"aloha_sim.task": "insertion"})
 
 
-def _stand_in_launch_modules():
-    """Minimal stand-ins for `launch`/`launch_ros` that record what a launch file builds
-    (used only where the real packages are not installed)."""
-    class Recorded:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    class OpaqueFunction(Recorded):
-        def execute(self, context):
-            return self.kwargs["function"](context)
-
-    modules = {name: types.ModuleType(name) for name in
-               ("launch", "launch.actions", "launch.event_handlers", "launch_ros", "launch_ros.actions")}
-    modules["launch"].LaunchDescription = type("LaunchDescription", (Recorded,), {})
-    for name in ("DeclareLaunchArgument", "RegisterEventHandler", "Shutdown"):
-        setattr(modules["launch.actions"], name, type(name, (Recorded,), {}))
-    modules["launch.actions"].OpaqueFunction = OpaqueFunction
-    for name in ("OnProcessExit", "OnShutdown"):
-        setattr(modules["launch.event_handlers"], name, type(name, (Recorded,), {}))
-    modules["launch_ros.actions"].Node = type("Node", (Recorded,), {})
-    return modules
-
-
-def _stand_in_launch(monkeypatch, launch_file, configurations):
-    """Build ``launch_file`` with the stand-ins and run its OpaqueFunction in a context holding
-    ``configurations`` on top of the declared defaults (as `ros2 launch` does): the declared
-    argument names and the actions the launch file returns."""
-    for name, module in _stand_in_launch_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "octo_ros.ros.launch_description", raising=False)
-    description = runpy.run_path(str(REPO_ROOT / "launch" / launch_file))["generate_launch_description"]()
-    *declared, opaque = description.args[0]
-    context = types.SimpleNamespace(launch_configurations={
-        d.args[0]: d.kwargs["default_value"] for d in declared})
-    context.launch_configurations.update(configurations)
-    return [d.args[0] for d in declared], opaque.execute(context)
-
-
-def _real_launch_ros() -> bool:
-    try:
-        import launch_ros  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-no_stand_ins = pytest.mark.skipif(_real_launch_ros(), reason="launch_ros is installed: test_real_launch_* cover it")
-
-
 @no_stand_ins
 @pytest.mark.parametrize("launch_file,robot,sim", [
     ("widowx.launch.py", "widowx", False), ("ur5.launch.py", "ur5", False),
@@ -135,7 +85,7 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
     given = {"checkpoint": "/models/octo", "record": "true", "policy.dtype": "bfloat16"}
     if launch_file == "sim.launch.py":
         given["robot"] = robot
-    declared, actions = _stand_in_launch(monkeypatch, launch_file, given)
+    declared, actions = stand_in_launch(monkeypatch, launch_file, given)
     assert set(LAUNCH_ARGUMENTS) <= set(declared)
     assert ("robot" in declared) == (launch_file == "sim.launch.py")
     assert ("robot_ip" in declared) == (launch_file == "ur5.launch.py")
@@ -154,7 +104,7 @@ def test_launch_file_nodes_equal_the_description(monkeypatch, launch_file, robot
 
 @no_stand_ins
 def test_launch_file_takes_robot_ip_and_node_parameters(monkeypatch):
-    _, actions = _stand_in_launch(monkeypatch, "ur5.launch.py", {
+    _, actions = stand_in_launch(monkeypatch, "ur5.launch.py", {
         "robot_ip": "192.168.1.10", "ur5_adapter.max_linear_speed": "0.1", "tokenizer": "/models/t5-base"})
     params = {a.kwargs["name"]: yaml.safe_load(open(a.kwargs["parameters"][0]))["/**"]["ros__parameters"]
               for a in actions if type(a).__name__ == "Node"}
@@ -167,16 +117,16 @@ def test_launch_file_takes_robot_ip_and_node_parameters(monkeypatch):
 def test_launch_file_rejects_a_mistyped_argument(monkeypatch):
     with pytest.raises(ValueError, match=r"unknown launch argument 'checkpiont' \(did you mean 'checkpoint'\?\); "
                                          r"valid: checkpoint, .*node\.parameter:=value"):
-        _stand_in_launch(monkeypatch, "widowx.launch.py", {"checkpiont": "/models/octo"})
+        stand_in_launch(monkeypatch, "widowx.launch.py", {"checkpiont": "/models/octo"})
     with pytest.raises(ValueError, match="nodes not in the widowx graph"):
-        _stand_in_launch(monkeypatch, "widowx.launch.py", {"widowx_adaptor.dry_run": "false"})
+        stand_in_launch(monkeypatch, "widowx.launch.py", {"widowx_adaptor.dry_run": "false"})
     # an including launch file's own arguments and launch_ros's are visible here too: not ours to refuse
-    _stand_in_launch(monkeypatch, "widowx.launch.py", {"use_rviz": "true", "ros_namespace": "/cell1"})
+    stand_in_launch(monkeypatch, "widowx.launch.py", {"use_rviz": "true", "ros_namespace": "/cell1"})
 
 
 @no_stand_ins
 def test_a_dead_node_shuts_the_launch_down(monkeypatch):
-    _, actions = _stand_in_launch(monkeypatch, "sim.launch.py", {"robot": "widowx"})
+    _, actions = stand_in_launch(monkeypatch, "sim.launch.py", {"robot": "widowx"})
     nodes = [a for a in actions if type(a).__name__ == "Node"]
     handlers = [a.args[0] for a in actions if type(a).__name__ == "RegisterEventHandler"]
     exits = {h.kwargs["target_action"].kwargs["name"]: h.kwargs["on_exit"]
@@ -190,7 +140,7 @@ def test_a_dead_node_shuts_the_launch_down(monkeypatch):
 @no_stand_ins
 def test_launch_leaves_no_parameter_folder_behind(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    _, actions = _stand_in_launch(monkeypatch, "bimanual.launch.py", {})
+    _, actions = stand_in_launch(monkeypatch, "bimanual.launch.py", {})
     assert all(os.path.isfile(a.kwargs["parameters"][0]) for a in actions if type(a).__name__ == "Node")
     (on_shutdown,) = [a.args[0].kwargs["on_shutdown"] for a in actions
                       if type(a).__name__ == "RegisterEventHandler" and type(a.args[0]).__name__ == "OnShutdown"]
@@ -315,7 +265,6 @@ def test_graph_output_goes_to_the_stdout_of_the_moment(monkeypatch):
     """GraphProcess bound sys.stdout as a default argument at import: a caller that replaced
     sys.stdout later (pytest's capture, a redirected CLI) lost every node's output."""
     import io
-    import sys
 
     from octo_ros.ros.launcher import GraphProcess
 

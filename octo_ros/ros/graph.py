@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +19,7 @@ import yaml
 from octo_ros.perception.observation import ProprioLayout
 
 ROBOTS = ("widowx", "ur5", "bimanual")
+FLEET = "fleet"  # `octo-ros launch fleet`, launch/fleet.launch.py: one policy server, several robot graphs
 
 # The robot-side node of each setup, and the simulator that stands in for the robot.
 ADAPTERS = {"widowx": "widowx_adapter", "ur5": "ur5_adapter", "bimanual": "bimanual_adapter"}
@@ -50,7 +51,9 @@ ARGUMENT_PARAMETERS = {
 
 
 def launch_arguments(robot: str | None) -> dict[str, tuple[str, str]]:
-    """The launch arguments of ``robot``'s graph (None: those every robot has)."""
+    """The launch arguments of ``robot``'s graph (None: those every robot has; "fleet": a fleet's)."""
+    if robot == FLEET:
+        return FLEET_ARGUMENTS
     return {**LAUNCH_ARGUMENTS, **ROBOT_ARGUMENTS.get(robot or "", {})}
 
 
@@ -108,12 +111,20 @@ class NodeSpec:
     # the robot before its inputs disappear. (`ros2 launch` signals all nodes at once;
     # every adapter stops an armed robot in its own shutdown either way.)
     stop_order: int = 1
-    # its exit brings the whole graph down (`ros2 launch`: OnProcessExit -> Shutdown)
+    # its exit brings its group down (`ros2 launch`: OnProcessExit -> Shutdown, or ShutdownProcess
+    # of the group's other nodes)
     required: bool = True
+    # the robot graph it belongs to in a fleet (its namespace); '': the whole launch
+    group: str = ""
 
     @property
     def module(self) -> str:
         return f"octo_ros.ros.nodes.{self.executable}"
+
+    @property
+    def label(self) -> str:
+        """The node's name under its namespace: unique in a launch (a fleet has one buffer per robot)."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 def config_dir() -> Path:
@@ -149,7 +160,7 @@ def merge_parameters(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dic
     return merged
 
 
-def _parse_bool(name: str, text: str) -> bool:
+def parse_bool(name: str, text: str) -> bool:
     lowered = str(text).strip().lower()
     if lowered in {"true", "1", "yes", "on"}:
         return True
@@ -188,7 +199,7 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     for name, (node, param) in ARGUMENT_PARAMETERS.items():
         if args.get(name):
             params.setdefault(node, {})[param] = args[name]
-    params.setdefault(adapter, {})["dry_run"] = _parse_bool("dry_run", args["dry_run"])
+    params.setdefault(adapter, {})["dry_run"] = parse_bool("dry_run", args["dry_run"])
     # the recorder stores the evidence of what drove the robot with each episode
     recorder = params.setdefault("recorder", {})
     recorder["checkpoint_id"] = str(params.get("policy", {}).get("checkpoint", ""))
@@ -203,7 +214,7 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
     recorder["proprio_layout"] = json.dumps(
         ProprioLayout.from_parameters(params.get("observation_buffer", {})).to_dict(), sort_keys=True)
 
-    teleop = _parse_bool("teleop", args["teleop"])
+    teleop = parse_bool("teleop", args["teleop"])
     with_policy = not teleop or bool(params.get("policy", {}).get("checkpoint"))  # demonstrations need no model
     if teleop:
         params.setdefault(adapter, {}).setdefault("source", "teleop")
@@ -219,7 +230,7 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
         names.append("teleop")
     if sim:
         names.append(SIMULATORS[robot])
-    if _parse_bool("record", args["record"]):
+    if parse_bool("record", args["record"]):
         names.append("recorder")
     unknown = set(overrides) - set(names)
     if unknown:
@@ -237,3 +248,103 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
         )
         for name in names
     ]
+
+
+# ------------------------------------------------------------------------------ fleets
+
+# Launch arguments of a fleet (one policy server, K robot graphs): name -> (default, description).
+FLEET_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "robots": ("", "the robot of each graph, comma-separated (widowx, ur5, bimanual): robots:=widowx,widowx,ur5"),
+    "names": ("", "each robot's namespace, comma-separated, as many as robots; empty: <robot>_<n> "
+              "(widowx_0, widowx_1, ur5_0)"),
+    **{name: LAUNCH_ARGUMENTS[name] for name in ("checkpoint", "tokenizer", "dry_run", "record")},
+}
+SERVER = "policy"  # the fleet's policy server: the policy node, serving every robot namespace
+
+
+def fleet_names(robots: list[str], names: list[str]) -> list[str]:
+    """Each robot's namespace: ``names`` as given, else ``<robot>_<n>`` numbered per kind."""
+    if not names:
+        return [f"{robot}_{robots[:i].count(robot)}" for i, robot in enumerate(robots)]
+    if len(names) != len(robots):
+        raise ValueError(f"names:= gives {len(names)} names for {len(robots)} robots")
+    for name in names:
+        if not all(part.isidentifier() for part in name.split("/")):
+            raise ValueError(f"names: {name!r} is not a robot namespace (names like cell1 or lab/cell1)")
+    if len(set(names)) != len(names) or SERVER in names:
+        raise ValueError(f"names: {names} must be distinct and not '{SERVER}'")
+    return names
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    """``a.b.c`` = value as {a: {b: {c: value}}}, the map a parameter file holds for that name."""
+    head, _, rest = key.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
+def describe_fleet(sim: bool = False, arguments: Mapping[str, str] | None = None,
+                   config: Path | None = None) -> list[NodeSpec]:
+    """One policy server and one graph per robot of ``robots:=`` (its buffer, adapter, simulator
+    with ``sim``, recorder with ``record:=true``; no policy of its own), each robot's graph in its
+    namespace (the group a required node's exit stops). The server serves every namespace with
+    the dataset statistics key and action names of that robot's config file; the rest of its
+    parameters are the first robot's. Overrides: ``policy.<param>`` (the server),
+    ``<ns>.<node>.<param>`` (one robot's node; ``<ns>.policy.dataset_statistics_key`` is the key
+    the server unnormalizes that robot's actions with), ``<node>.<param>`` (that node in every
+    robot graph that has it)."""
+    config = config or config_dir()
+    args = {name: default for name, (default, _) in FLEET_ARGUMENTS.items()}
+    dotted: dict[str, str] = {}
+    for key, value in (arguments or {}).items():
+        if key in FLEET_ARGUMENTS:
+            args[key] = value
+        elif "." in key:
+            dotted[key] = value
+        else:
+            raise ValueError(unknown_argument_message(key, FLEET))
+    robots = [r.strip() for r in args["robots"].split(",") if r.strip()]
+    if not robots:
+        raise ValueError("robots:= names no robot (robots:=widowx,widowx,ur5)")
+    unknown = sorted(set(robots) - set(ROBOTS))
+    if unknown:
+        raise ValueError(f"robots: unknown robot {unknown[0]!r} (choose from {', '.join(ROBOTS)})")
+    names = fleet_names(robots, [n.strip().strip("/") for n in args["names"].split(",") if n.strip()])
+
+    given = {k: args[k] for k in ("checkpoint", "tokenizer", "dry_run", "record") if args[k]}
+    graphs = {name: describe(robot, sim=sim, arguments={**given, "namespace": name}, config=config)
+              for robot, name in zip(robots, names)}
+    server: dict[str, Any] = {}
+    overrides: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in dotted.items():
+        head, rest = key.split(".", 1)
+        if head == SERVER:
+            server = merge_parameters(server, _nested(rest, yaml.safe_load(value)))
+        elif head in overrides:  # one robot's node: its graph refuses a node it does not have
+            overrides[head][rest] = value
+        else:  # a node of every robot graph that has it
+            having = [name for name, graph in graphs.items() if head in {s.name for s in graph if s.name != SERVER}]
+            if not having:
+                raise ValueError(f"'{key}': '{head}' is neither '{SERVER}', a robot of this fleet "
+                                 f"({', '.join(names)}) nor a node of their graphs")
+            for name in having:
+                overrides[name][key] = value
+
+    specs: list[NodeSpec] = []
+    policies = []
+    for robot, name in zip(robots, names):
+        if overrides[name]:
+            graphs[name] = describe(robot, sim=sim, arguments={**given, **overrides[name], "namespace": name}, config=config)
+        policies.append((name, robot, next(s for s in graphs[name] if s.name == SERVER).parameters))
+        specs += [replace(spec, group=name) for spec in graphs[name] if spec.name != SERVER]
+
+    steps = {params.get("step_period") for _, _, params in policies}
+    if len(steps) > 1:
+        raise ValueError(f"robots {', '.join(sorted({r for _, r, _ in policies}))} need different policy step periods "
+                         f"({', '.join(str(s) for s in sorted(steps, key=str))} s): one server runs one")
+    common = {k: v for k, v in policies[0][2].items() if k not in ("dataset_statistics_key", "action_dimension_names")}
+    parameters = {**common, "robots": names}
+    for name, _, params in policies:
+        own = {k: params[k] for k in ("dataset_statistics_key", "action_dimension_names") if k in params}
+        parameters = merge_parameters(parameters, _nested(name.replace("/", "."), own))
+    parameters = merge_parameters(parameters, server)
+    return [NodeSpec(name=SERVER, executable=SERVER, parameters=parameters, stop_order=1), *specs]

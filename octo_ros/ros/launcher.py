@@ -2,7 +2,8 @@
 not available: each node a process, its output prefixed with the node name,
 Ctrl-C stopping everything in order (the robot side first), and a node that dies
 reported and, when it is required (as every node of the default graphs is) and
---keep-going is not given, bringing the graph down."""
+--keep-going is not given, bringing its group down: the graph, or in a fleet that robot's graph
+(the policy server's group is the whole fleet)."""
 from __future__ import annotations
 
 import os
@@ -43,7 +44,7 @@ def write_params_file(spec: NodeSpec, directory: Path) -> Path:
     """``spec``'s parameters as a ROS 2 parameter file for that one node. Keyed ``/**``
     (every node): a namespace pushed by an including launch file (PushRosNamespace) is
     only known when the node starts, and a key naming the node would no longer match."""
-    path = directory / f"{spec.name}.yaml"
+    path = directory / f"{spec.label.replace('/', '.')}.yaml"
     path.write_text(yaml.dump({"/**": {"ros__parameters": spec.parameters}}, Dumper=_ParamsDumper, sort_keys=False))
     return path
 
@@ -79,16 +80,16 @@ class GraphProcess:
             argv = node_command(spec, write_params_file(spec, directory))
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     env=self.env, start_new_session=True)
-            self.processes[spec.name] = proc
-            reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True,
-                                      name=f"launch-{spec.name}")
+            self.processes[spec.label] = proc
+            reader = threading.Thread(target=self._pump, args=(spec.label, proc.stdout), daemon=True,
+                                      name=f"launch-{spec.label}")
             reader.start()
             self._readers.append(reader)
-            self._say("launch", f"started {spec.name} (pid {proc.pid})")
+            self._say("launch", f"started {spec.label} (pid {proc.pid})")
         return self
 
     def check(self) -> list[str]:
-        """Names of nodes that have exited; reports each once."""
+        """Labels (``NodeSpec.label``) of nodes that have exited; reports each once."""
         dead = []
         for name, proc in self.processes.items():
             if proc.poll() is not None and name not in self.failed:
@@ -98,22 +99,35 @@ class GraphProcess:
         return dead
 
     def wait(self, duration: float | None = None, poll: float = 0.1) -> bool:
-        """Run until ``duration`` elapses (None: forever) or a required node dies (unless
-        keep_going). Returns False if a node died."""
-        required = {spec.name for spec in self.specs if spec.required}
+        """Run until ``duration`` elapses (None: forever) or a required node of no group dies
+        (unless keep_going); a required node of a group (a fleet's robot) stops that group, the
+        others run on. Returns False if a node died."""
+        specs = {spec.label: spec for spec in self.specs}
         deadline = None if duration is None else time.monotonic() + duration
         while deadline is None or time.monotonic() < deadline:
-            if required.intersection(self.check()) and not self.keep_going:
-                return False
-            if self.keep_going and len(self.failed) == len(self.processes):
+            for label in self.check():
+                spec = specs[label]
+                if not spec.required or self.keep_going:
+                    continue
+                if not spec.group:
+                    return False
+                self._say("launch", f"{label} is required in {spec.group}: stopping {spec.group}'s graph")
+                self._stop([s for s in self.specs if s.group == spec.group], timeout=10.0)
+            if self.processes and len(self.failed) == len(self.processes):
                 return False
             time.sleep(poll)
         return not self.failed
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT the nodes in stop order, waiting for each group to exit."""
-        for order in sorted({spec.stop_order for spec in self.specs}):
-            group = [s.name for s in self.specs if s.stop_order == order]
+        """SIGINT the nodes in stop order, waiting for each to exit."""
+        self._stop(self.specs, timeout)
+        for reader in self._readers:
+            reader.join(timeout=2)
+        self._params_dir.cleanup()
+
+    def _stop(self, specs: Sequence[NodeSpec], timeout: float) -> None:
+        for order in sorted({spec.stop_order for spec in specs}):
+            group = [s.label for s in specs if s.stop_order == order]
             for name in group:
                 proc = self.processes.get(name)
                 if proc is not None and proc.poll() is None:
@@ -128,9 +142,6 @@ class GraphProcess:
                     self._say("launch", f"{name} did not stop within {timeout} s: killing it")
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-        for reader in self._readers:
-            reader.join(timeout=2)
-        self._params_dir.cleanup()
 
     def __enter__(self) -> "GraphProcess":
         return self.start()
@@ -167,10 +178,14 @@ def parse_assignments(items: Sequence[str]) -> dict[str, str]:
 
 
 def _cmd_launch(args) -> int:
-    from octo_ros.ros.graph import describe
+    from octo_ros.ros.graph import FLEET, describe, describe_fleet
 
     try:
-        specs = describe(args.robot, sim=args.sim, arguments=parse_assignments(args.assignments))
+        arguments = parse_assignments(args.assignments)
+        if args.robot == FLEET:
+            specs = describe_fleet(sim=args.sim, arguments=arguments)
+        else:
+            specs = describe(args.robot, sim=args.sim, arguments=arguments)
     except ValueError as err:
         print(f"octo-ros launch: {err}", file=sys.stderr)
         return 2
@@ -178,16 +193,18 @@ def _cmd_launch(args) -> int:
 
 
 def register(subparsers) -> None:
-    from octo_ros.ros.graph import LAUNCH_ARGUMENTS, ROBOT_ARGUMENTS, ROBOTS
+    from octo_ros.ros.graph import FLEET, FLEET_ARGUMENTS, LAUNCH_ARGUMENTS, ROBOT_ARGUMENTS, ROBOTS
 
     p = subparsers.add_parser(
         "launch", help="run a robot's node graph as child processes (where `ros2 launch` is unavailable)",
         description="Runs the same graph as launch/<robot>.launch.py. Arguments: "
         + ", ".join(f"{k} (default '{d}')" for k, (d, _) in LAUNCH_ARGUMENTS.items())
         + "".join(f"; {robot} also " + ", ".join(extra) for robot, extra in ROBOT_ARGUMENTS.items())
-        + "; or node.parameter:=value.")
-    p.add_argument("robot", choices=ROBOTS)
-    p.add_argument("--sim", action="store_true", help="start the simulated robot too")
+        + "; or node.parameter:=value. `launch fleet` runs launch/fleet.launch.py, one policy server and "
+        "several robot graphs, each in its namespace: " + ", ".join(FLEET_ARGUMENTS)
+        + "; or policy.parameter, <name>.node.parameter, node.parameter:=value.")
+    p.add_argument("robot", choices=(*ROBOTS, FLEET))
+    p.add_argument("--sim", action="store_true", help="start the simulated robot(s) too")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--keep-going", action="store_true", help="keep the graph up when a required node dies")
     p.add_argument("assignments", nargs="*", metavar="key:=value")
