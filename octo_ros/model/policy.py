@@ -409,6 +409,11 @@ class OctoPolicy:
                     f"got {tuple(init.shape)} and {tuple(step.shape)}"
                 )
             return init.to(self.device), list(step.to(self.device))
+        if isinstance(generator, Sequence):  # one per row: each row draws what it would draw alone
+            if len(generator) != batch:
+                raise ValueError(f"{len(generator)} generators for a batch of {batch}")
+            draws = torch.cat([torch.randn((steps + 1, 1, flat), generator=g, dtype=torch.float32) for g in generator], 1)
+            return draws[0].to(self.device), list(draws[1:].to(self.device))
         if generator is None:
             generator = torch.Generator(device="cpu")
             if seed is None:
@@ -429,7 +434,7 @@ class OctoPolicy:
         normalization_type: Union[str, NormalizationType] = NormalizationType.NORMAL,
         unnormalize: bool = True,
         noise: Optional[Mapping] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None,
         seed: Optional[int] = None,
     ) -> SampledActions:
         """Sample one action chunk per batch element for the last observation of the window.
@@ -437,7 +442,8 @@ class OctoPolicy:
         Statistics: ``unnormalization_statistics`` (an ``action`` stats dict) or the checkpoint's
         statistics for ``dataset_key``; ``unnormalize=False`` skips un-normalisation.
         Diffusion noise: ``noise`` = {``initial_noise``: (B[, W], H*A), ``step_noise``: (T, B[, W], H*A)}
-        (the golden files' convention), else drawn from ``generator`` / ``seed`` (CPU torch generator).
+        (the golden files' convention), else drawn from ``generator`` / ``seed`` (CPU torch generator;
+        or one generator per batch row, so that a row's actions are those of its call alone).
         """
         t0 = time.perf_counter()
         stats = unnormalization_statistics

@@ -74,20 +74,25 @@ class WarningThrottle:
 
 
 class Diagnostics:
-    """Publishes one DiagnosticStatus for the node on /diagnostics (``name``: the node's
-    fully qualified name unless given)."""
+    """Publishes the node's DiagnosticStatus on /diagnostics (``name``: the node's fully
+    qualified name unless given)."""
 
     def __init__(self, node: Node, hardware_id: str = "", name: str = ""):
         self._node = node
-        self._name = name or f"{node.get_namespace().rstrip('/')}/{node.get_name()}".lstrip("/")
+        self.name = name or f"{node.get_namespace().rstrip('/')}/{node.get_name()}".lstrip("/")
         self._hardware_id = hardware_id
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def publish(self, level: int, message: str, values: Mapping[str, object]) -> None:
-        status = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level, name=self._name,
-                                  message=message, hardware_id=self._hardware_id,
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        array = DiagnosticArray(status=[status])
+        self.publish_statuses([(self.name, level, message, values)])
+
+    def publish_statuses(self, statuses: Iterable[tuple[str, int, str, Mapping[str, object]]]) -> None:
+        """Several (name, level, message, values) in one array: a node speaking for several
+        components (the policy server: each robot it serves)."""
+        array = DiagnosticArray(status=[
+            DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level, name=name, message=message,
+                             hardware_id=self._hardware_id, values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+            for name, level, message, values in statuses])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._publisher.publish(array)
 
@@ -157,7 +162,8 @@ def config_parameters(node: Node, defaults: Any, fields: Iterable[str], names: M
     itself for plain defaults), each read with :func:`parameter` (named ``prefix +
     parameter_name(field)`` unless ``names`` says otherwise) with the field's value in ``defaults``
     as its default: a default is stated once, in the core's config dataclass, and parameter files
-    only override. Tuples are double arrays, enums their string values, ``*_ns`` seconds."""
+    only override. Tuples are double arrays (string arrays when the default holds strings or
+    is empty), enums their string values, ``*_ns`` seconds."""
     names = names or {}
     values = {}
     for field in fields:
@@ -167,6 +173,10 @@ def config_parameters(node: Node, defaults: Any, fields: Iterable[str], names: M
             values[field] = seconds_to_ns(parameter(node, name, ns_to_seconds(default)))
         elif isinstance(default, enum.Enum):
             values[field] = type(default)(parameter(node, name, default.value))
+        elif isinstance(default, tuple) and all(isinstance(v, str) for v in default):
+            # rcl cannot type an empty array: an empty default is declared as ['']
+            given = tuple(parameter(node, name, list(default) or [""]))
+            values[field] = given if default or given != ("",) else ()
         elif isinstance(default, tuple):
             values[field] = tuple(float(v) for v in parameter(node, name, [float(v) for v in default]))
         else:

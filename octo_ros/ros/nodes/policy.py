@@ -1,276 +1,177 @@
-"""policy: observation windows + a task → Octo action chunks.
-
-Loads one checkpoint at start-up. The task comes from ``~/set_instruction``
-(octo_ros_msgs/SetInstruction), the ``instruction`` topic (std_msgs/String) or the
-``goal_image`` topic (sensor_msgs/Image, reliable + transient-local); ``~/clear_task``
-(std_srvs/Trigger) removes it. Inference runs on a worker thread on the newest
-``observation_window`` only; each result is published on ``action_chunk``
-stamped with the observation time. Status on ``~/status`` and ``/diagnostics``.
+"""policy: one Octo checkpoint, loaded once, serving the robots in ``robots`` (robot namespaces;
+'', the default, is the node's own relative names: one robot, as a local policy node). For robot
+R: ``/R/observation_window`` -> ``/R/action_chunk``; the task from ``/R/policy/set_instruction``,
+``/R/instruction``, ``/R/goal_image``, cleared by ``/R/policy/clear_task`` (a local node's names);
+``R.dataset_statistics_key``, ``R.action_dimension_names`` (default: the node's). ``robots`` may be
+set while it runs. Each robot's PolicyStatus on ``~/status`` (``header.frame_id``: the robot) and
+``/R/policy/status``; ``/diagnostics`` per robot and the server's batch sizes. Core: inference.server.
 """
 from __future__ import annotations
 
-import threading
-import time
-from pathlib import Path
+import dataclasses
 
-import torch
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from octo_ros.datatypes import ActionChunk, ObservationWindow
-from octo_ros.inference.checkpoint_info import checkpoint_content_hash
-from octo_ros.inference.runtime import (
-    NO_TASK,
-    LatencyStats,
-    NewestSlot,
-    Task,
-    TaskError,
-    check_device,
-    default_torch_threads,
-    goal_image_shape,
-    log_text,
-    model_batch,
-    validate_goal_image,
-    validate_instruction,
-)
-from octo_ros.inference.tokenizer import resolve_tokenizer
-from octo_ros.model.policy import OctoPolicy, tune_malloc
+from octo_ros.inference import server as core
+from octo_ros.inference.runtime import TaskError, log_text
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
+from octo_ros.ros import support
 from octo_ros.ros.messages import chunk_to_msg, window_from_msg
-from octo_ros.ros.support import (
-    ERROR,
-    LATCHED_QOS,
-    OK,
-    WARN,
-    WINDOW_QOS,
-    Diagnostics,
-    WarningThrottle,
-    run_node,
-)
 from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 
 
+class RobotEndpoints:
+    """One served robot's topics and services: created when it joins, destroyed when it leaves."""
+
+    def __init__(self, node: "PolicyNode", name: str):
+        topics, private, group = f"/{name}/" if name else "", f"/{name}/policy/" if name else "~/", node.tasks_group
+        latched, task = dict(qos_profile=support.LATCHED_QOS, callback_group=group), node.task_input
+        self.chunks = node.create_publisher(ActionChunkMsg, topics + "action_chunk", 10)
+        self.status = node.create_publisher(PolicyStatus, private + "status", 10) if name else None
+        self.entities = [self.chunks, *filter(None, [self.status]), node.create_subscription(
+            ObservationWindowMsg, topics + "observation_window", lambda m: node.on_window(name, m), support.WINDOW_QOS),
+            node.create_subscription(String, topics + "instruction", lambda m: task(name, "instruction topic", m.data),
+                                     **latched),
+            node.create_subscription(Image, topics + "goal_image", lambda m: task(name, "goal_image", goal=m), **latched),
+            node.create_service(SetInstruction, private + "set_instruction", lambda request, response: node.on_instruction(
+                name, request, response), callback_group=group),
+            node.create_service(Trigger, private + "clear_task", lambda _, response: node.on_clear_task(name, response),
+                                callback_group=group)]
+
+    def destroy(self, node: Node) -> None:
+        for entity in self.entities:  # node.destroy_publisher, destroy_subscription, destroy_service
+            getattr(node, f"destroy_{type(entity).__name__.lower()}")(entity)
+
+
 class PolicyNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("policy", **kwargs)
-        checkpoint = self.declare_parameter("checkpoint", "").value
-        if not checkpoint:
-            raise ValueError("parameter 'checkpoint' is required: an Octo checkpoint directory")
-        step = self.declare_parameter("checkpoint_step", -1).value
-        device = self.declare_parameter("device", "auto").value
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        check_device(device)
-        dtype = self.declare_parameter("dtype", "float32").value
-        threads = self.declare_parameter("torch_threads", 0).value
-        tokenizer = resolve_tokenizer(self.declare_parameter("tokenizer", "").value, checkpoint)
-        self.dataset_key = self.declare_parameter("dataset_statistics_key", "").value or None
-        self.step_period = self.declare_parameter("step_period", 0.2).value
-        names = list(self.declare_parameter("action_dimension_names", [""]).value)
-        self.goal_input = self.declare_parameter("goal_image_input", "image_primary").value
-        self.seed = self.declare_parameter("seed", 0).value
-
-        started = time.perf_counter()
-        if device == "cpu":
-            tune_malloc()  # this process runs the model: keep its activation memory mapped between calls
-        self.policy = OctoPolicy.load(checkpoint, device=device, dtype=dtype, threads=threads or default_torch_threads(),
-                                      step=None if step < 0 else step, tokenizer=tokenizer.path)
-        if not self.policy.dataset_statistics:
-            stats = Path(checkpoint) / "dataset_statistics.json"
-            raise ValueError(f"{stats} is {'empty' if stats.is_file() else 'missing'}: the checkpoint has no "
-                             "dataset statistics, so its actions cannot be unnormalized")
-        if self.dataset_key is None and len(self.policy.dataset_keys) > 1:
-            raise ValueError(f"checkpoint has statistics for several datasets {self.policy.dataset_keys}: "
-                             "set 'dataset_statistics_key'")
-        self.action_dim = len(self.policy.action_info(self.dataset_key)["mean"])
-        if names == [""]:
-            names = [f"a{i}" for i in range(self.action_dim)]
-        if len(names) != self.action_dim:
-            raise ValueError(f"action_dimension_names has {len(names)} names but the model's actions have "
-                             f"{self.action_dim} dimensions")
-        self.dimension_names = tuple(names)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.get_logger().info(
-            f"loaded {self.policy.model_id} in {time.perf_counter() - started:.1f} s on {device} "
-            f"({self.policy.describe()['dtype']}, asked {dtype}); "
-            f"horizon {self.policy.action_horizon} x {self.action_dim} ({', '.join(names)}), "
-            f"statistics '{self.dataset_key or next(iter(self.policy.dataset_keys), 'single dataset')}'"
-            + (f"; tokenizer {tokenizer.path} ({tokenizer.source})" if tokenizer.path else ""))
-        if tokenizer.path is None and self.policy.has_language:
-            self.get_logger().warning(
-                "no T5 tokenizer found (" + "; ".join(tokenizer.looked) + "): instructions are refused, goal images "
-                f"only. Put t5-base's spiece.model into {Path(checkpoint) / 'spiece.model'} or pass tokenizer:=<file>")
-
-        self._task_lock = threading.Lock()
-        self.task: Task = NO_TASK
-        self.windows: NewestSlot[ObservationWindow] = NewestSlot()
-        self.latency = LatencyStats()
-        self.sequence = 0
-        self.state = PolicyStatus.WAITING_FOR_TASK
-        self.state_message = "waiting for task"
-        self.warnings = WarningThrottle(self)
-        self.diagnostics = Diagnostics(self)
-
-        tasks_group = MutuallyExclusiveCallbackGroup()
-        self.chunk_publisher = self.create_publisher(ActionChunkMsg, "action_chunk", 10)
+        super().__init__("policy", **support.DECLARE_GIVEN, **kwargs)
+        self.config = support.declare_config(self, core.PolicyConfig(), [f.name for f in dataclasses.fields(core.PolicyConfig)])
+        policy, loaded, warning = core.load_policy(self.config)
+        self.get_logger().info(loaded)
+        if warning:
+            self.get_logger().warning(warning)
+        self.warnings = support.WarningThrottle(self)
+        self.diagnostics = support.Diagnostics(self)
+        self.server = core.PolicyServer(policy, self.config, self._publish_chunk, self._publish_status, self.warnings.warn)
+        self.tasks_group = MutuallyExclusiveCallbackGroup()
         self.status_publisher = self.create_publisher(PolicyStatus, "~/status", 10)
-        self.create_subscription(ObservationWindowMsg, "observation_window", self._on_window, WINDOW_QOS)
-        self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction, callback_group=tasks_group)
-        self.create_service(Trigger, "~/clear_task", self._on_clear_task, callback_group=tasks_group)
-        self.create_subscription(String, "instruction", self._on_instruction_topic, LATCHED_QOS, callback_group=tasks_group)
-        self.create_subscription(Image, "goal_image", self._on_goal_image, LATCHED_QOS, callback_group=tasks_group)
-        self.create_timer(1.0, self._publish_status)
+        self.robots: dict[str, RobotEndpoints] = {}
+        core.check_robot_names(self.config.robots)
+        for name in self.config.robots:
+            self._serve(name, self._robot_config(name))
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.create_timer(1.0, self._publish_statuses)
+        self.server.start()
 
-        # hashing a GB-sized checkpoint takes seconds: off the start-up path
-        self.checkpoint_hash = ""
-        threading.Thread(target=self._hash_checkpoint, args=(checkpoint,), name="policy-hash", daemon=True).start()
-        self._running = True
-        self._worker = threading.Thread(target=self._inference_loop, name="policy-inference", daemon=True)
-        self._worker.start()
+    # ------------------------------------------------------------------ robots joining and leaving
+    def _robot_config(self, name: str, **changed) -> core.RobotConfig:
+        """Robot ``name``'s settings: its parameters, else the node's (then ``changed``)."""
+        config = core.RobotConfig.of(self.config)
+        prefix = core.robot_parameter_prefix(name)
+        given = support.config_parameters(self, config, core.ROBOT_FIELDS, prefix=prefix) if name else {}
+        return dataclasses.replace(config, **{**given, **changed})
 
-    # ------------------------------------------------------------------ task input
-    def _set_task(self, task: Task) -> None:
-        with self._task_lock:
-            self.task = task
-        self.get_logger().info(f"task: {log_text(task.describe())}")
-        if task is NO_TASK:
-            self._set_state(PolicyStatus.WAITING_FOR_TASK, "waiting for task")
-        elif self.state != PolicyStatus.RUNNING:
-            self._set_state(PolicyStatus.WAITING_FOR_OBSERVATION, "waiting for observation windows")
-        self._publish_status()
+    def _serve(self, name: str, config: core.RobotConfig) -> None:
+        described = self.server.serve(name, config)
+        if name not in self.robots:
+            self.robots[name] = RobotEndpoints(self, name)
+        self.get_logger().info(f"serving {f'robot {name!r}' if name else 'this namespace'}: {described}")
 
-    def _task_input(self, source: str, instruction: str | None = None, goal: Image | None = None) -> tuple[bool, str]:
-        """The one validation of a task, however it arrives (service, topic, goal image): the new
-        task is set, or nothing changes and the reason is logged (throttled per source)."""
+    def _check_parameters(self, params) -> SetParametersResult:
         try:
-            if goal is None:
-                task = Task(instruction=validate_instruction(self.policy, instruction), goals=self.task.goals)
+            self.server.changes({p.name: p.value for p in params}, self._robot_config)
+        except ValueError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        for name, config in self.server.changes({p.name: p.value for p in params}, self._robot_config).items():
+            if config is not None:
+                self._serve(name, config)
+            elif name in self.robots:
+                self.server.leave(name)
+                self.robots.pop(name).destroy(self)
+                self.get_logger().info(f"robot {name!r} left")
+
+    # ------------------------------------------------------------------ input
+    def task_input(self, robot: str, source: str, instruction: str | None = None, goal: Image | None = None,
+                   clear: bool = False):
+        """The one validation of a task, however it arrives: the task is set (or cleared), or
+        nothing changes and the reason is logged (throttled per source)."""
+        where = f" ({robot})" if robot else ""
+        try:
+            if clear:
+                task = self.server.clear_task(robot)
+            elif goal is None:
+                task = self.server.instruct(robot, instruction)
             else:
-                height, width, _ = goal_image_shape(self.policy, self.goal_input)  # nothing larger is decoded
-                rgb = validate_goal_image(self.policy, self.goal_input, decode_image_msg(goal, height * width))
-                task = Task(instruction=self.task.instruction, goals={self.goal_input: rgb})
+                height, width, _ = self.server.goal_image_shape()  # nothing larger is decoded
+                task = self.server.set_goal(robot, decode_image_msg(goal, height * width))
         except (PerceptionInputError, TaskError) as err:
-            message = f"{source} rejected: {err}; task unchanged"
-            self.warnings.warn(f"task:{source}:{type(err).__name__}", message)
+            message = f"{source}{where} rejected: {err}; task unchanged"
+            self.warnings.warn(f"task:{robot}:{source}:{type(err).__name__}", message)
             return False, message
-        self._set_task(task)
+        self.get_logger().info(f"task{where}: {log_text(task.describe())}")
+        self._publish_status(robot)
         return True, f"task: {log_text(task.describe())}"
 
-    def _on_set_instruction(self, request, response):
-        response.success, response.message = self._task_input("instruction (~/set_instruction)", request.instruction)
+    def on_instruction(self, robot: str, request, response):
+        response.success, response.message = self.task_input(robot, "instruction (~/set_instruction)", request.instruction)
         return response
 
-    def _on_instruction_topic(self, msg: String) -> None:
-        self._task_input("instruction topic", msg.data)
-
-    def _on_goal_image(self, msg: Image) -> None:
-        self._task_input("goal_image", goal=msg)
-
-    def _on_clear_task(self, request, response):
-        self._set_task(NO_TASK)
+    def on_clear_task(self, robot: str, response):
+        self.task_input(robot, "~/clear_task", clear=True)
         response.success, response.message = True, "task cleared: no actions until a new task is given"
         return response
 
-    # ------------------------------------------------------------------ inference
-    def _on_window(self, msg: ObservationWindowMsg) -> None:
+    def on_window(self, robot: str, msg: ObservationWindowMsg) -> None:
         try:
-            window = window_from_msg(msg)
+            self.server.put_window(robot, window_from_msg(msg))
         except (ValueError, PerceptionInputError) as err:
-            self.warnings.warn(f"window:{type(err).__name__}", f"observation_window: {err}; window dropped")
+            self.warnings.warn(f"window:{robot}:{type(err).__name__}",
+                               f"observation_window{f' ({robot})' if robot else ''}: {err}; window dropped")
+
+    # ------------------------------------------------------------------ output
+    def _publish_chunk(self, robot: str, chunk) -> None:
+        endpoints = self.robots.get(robot)
+        if endpoints is not None and self.context.ok():  # not after it left, nor while shutting down
+            endpoints.chunks.publish(chunk_to_msg(chunk))
+
+    def _publish_status(self, robot: str) -> None:
+        status, endpoints = self.server.status(robot), self.robots.get(robot)
+        if status is None or endpoints is None:
             return
-        self.windows.put((time.perf_counter(), window))
+        msg = PolicyStatus(state=int(status.state), message=status.message, model_id=self.server.policy.model_id,
+                           task_kind=status.task.kind, instruction=status.task.instruction or "",
+                           chunks_published=status.chunks_published, windows_dropped=status.windows_dropped,
+                           latency_p50=status.latency_p50_s, latency_p95=status.latency_p95_s)
+        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), robot
+        self.status_publisher.publish(msg)
+        if endpoints.status is not None:
+            endpoints.status.publish(msg)
 
-    def _inference_loop(self) -> None:
-        tasks_for: Task | None = None
-        tasks = None
-        while self._running:
-            item = self.windows.take(timeout=0.5)
-            if not self._running:
-                break
-            if item is None:
-                if self.task is not NO_TASK and self.state == PolicyStatus.RUNNING:
-                    self._set_state(PolicyStatus.WAITING_FOR_OBSERVATION, "waiting for observation windows")
-                continue
-            received, window = item
-            with self._task_lock:
-                task = self.task
-            if task is NO_TASK:
-                self._set_state(PolicyStatus.WAITING_FOR_TASK, "waiting for task")
-                continue
-            try:
-                if task is not tasks_for:
-                    tasks = self.policy.create_tasks(
-                        texts=[task.instruction] if task.instruction else None,
-                        goals={k: v[None] for k, v in task.goals.items()} if task.goals else None)
-                    tasks_for = task
-                batch = model_batch(window, self.policy.observation_keys, self.policy.max_window,
-                                    self.policy.proprio_statistics(self.dataset_key))
-                out = self.policy.sample_actions(batch, tasks, dataset_key=self.dataset_key, generator=self.generator)
-            except Exception as err:  # noqa: BLE001 - the worker must outlive any one bad inference
-                self._set_state(PolicyStatus.ERROR, f"inference failed: {type(err).__name__}: {err}")
-                self.warnings.warn(f"inference:{type(err).__name__}",
-                                   f"inference failed: {type(err).__name__}: {err}; no chunk published")
-                continue
-            latency = time.perf_counter() - received
-            self.latency.add(latency)
-            chunk = ActionChunk(stamp_ns=window.stamp_ns, sequence=self.sequence, actions=out.unnormalized[0],
-                          normalized=out.normalized[0], dimension_names=self.dimension_names,
-                          step_period_s=self.step_period, model_id=self.policy.model_id,
-                          task=task.describe(), inference_latency_s=latency)
-            with self._task_lock:
-                if self.task is not task:  # cleared or replaced during inference: not for this task
-                    continue
-            if not self.context.ok():  # shutting down (Ctrl-C): nothing to publish to
-                break
-            self.chunk_publisher.publish(chunk_to_msg(chunk))
-            self.sequence += 1
-            self._set_state(PolicyStatus.RUNNING, f"running: {task.describe()}")
-
-    # ------------------------------------------------------------------ status
-    def _set_state(self, state: int, message: str) -> None:
-        changed = state != self.state
-        self.state, self.state_message = state, message
-        if changed:
-            self._publish_status()
-
-    def _publish_status(self) -> None:
-        p50, p95 = self.latency.percentiles()
-        with self._task_lock:
-            task = self.task
-        status = PolicyStatus(state=self.state, message=self.state_message, model_id=self.policy.model_id,
-                              task_kind=task.kind, instruction=task.instruction or "",
-                              chunks_published=self.sequence, windows_dropped=self.windows.dropped,
-                              latency_p50=p50, latency_p95=p95)
-        status.header.stamp = self.get_clock().now().to_msg()
-        self.status_publisher.publish(status)
-        level = {PolicyStatus.RUNNING: OK, PolicyStatus.ERROR: ERROR}.get(self.state, WARN)
-        self.diagnostics.publish(level, self.state_message, {
-            "model_id": self.policy.model_id, "task": task.describe(), "chunks_published": self.sequence,
-            "windows_dropped": self.windows.dropped, "latency_p50_s": f"{p50:.4f}", "latency_p95_s": f"{p95:.4f}",
-            # evidence the recorder stores with each episode ('' until hashed)
-            "checkpoint_hash": self.checkpoint_hash})
-
-    def _hash_checkpoint(self, checkpoint: str) -> None:
-        try:
-            self.checkpoint_hash = checkpoint_content_hash(checkpoint)
-        except OSError as err:
-            self.get_logger().warning(f"cannot hash the checkpoint {checkpoint} for the episode evidence: {err}")
+    def _publish_statuses(self) -> None:
+        for status in self.server.statuses():
+            self._publish_status(status.name)
+        self.diagnostics.publish_statuses(self.server.diagnostics(self.diagnostics.name))
 
     def close(self) -> None:
-        self._running = False
-        self.windows.close()
-        self._worker.join(timeout=10)
+        self.server.close()
 
 
 def main() -> None:
     # two threads: task services and observation windows are served while inference runs
-    run_node(PolicyNode, "policy", threads=2)
+    support.run_node(PolicyNode, "policy", threads=2)
 
 
 if __name__ == "__main__":
