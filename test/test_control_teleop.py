@@ -11,6 +11,7 @@ from octo_ros.control.safety import ControlStatus, SafetyConfig
 from octo_ros.control.teleop import (
     ButtonPresses,
     EpisodeButtons,
+    TeleopChunks,
     TwistTeleop,
     TwistTeleopConfig,
     rotation_delta_rpy,
@@ -143,3 +144,19 @@ def test_a_source_chosen_before_any_state_is_not_a_switch():
     adapter = _widowx_at_start(source=TELEOP_SOURCE)  # the node's `source` parameter at start-up
     assert adapter.add_chunk(np.array([[0.01, 0, 0, 0, 0, 0, 1.0]]), 0.0, 0.0, TELEOP_SOURCE).accepted
     assert adapter.step(0.0).status is ControlStatus.MOVE
+
+
+def test_teleop_chunks_are_horizon_one_teleop_chunks_twice_per_step():
+    with pytest.raises(ValueError, match="action_dimension_names has 6 names; widowx actions have 7"):
+        TeleopChunks("widowx", 0.2, ("x",) * 6, 7)
+    chunks = TeleopChunks("widowx", 0.2, ("x", "y", "z", "roll", "pitch", "yaw", "gripper"), 7, instruction="wave")
+    assert chunks.publish_period_s == pytest.approx(0.1) and chunks.due(0.0)
+    assert chunks.status() == (False, "starting", {"chunks_published": 0, "bad_inputs": 0})
+    chunk = chunks.chunk(1.5, [0.01, 0, 0, 0, 0, 0, 1.0])
+    assert (chunk.source, chunk.actions.shape, chunk.stamp_ns, chunk.sequence, chunk.task) == (
+        TELEOP_SOURCE, (1, 7), 1_500_000_000, 0, "wave")
+    assert np.isnan(chunk.normalized).all() and chunk.step_period_s == 0.2
+    assert not chunks.due(1.5 + 0.05) and chunks.due(1.5 + 0.095)  # 0.9 of the period: timer jitter
+    assert chunks.chunk(1.6, None, "no leader state yet") is None
+    assert chunks.status() == (False, "no leader state yet", {"chunks_published": 1, "bad_inputs": 0})
+    assert chunks.chunk(1.7, [0.0] * 7).sequence == 1 and chunks.status()[:2] == (True, "publishing")

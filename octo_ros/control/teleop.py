@@ -30,6 +30,8 @@ from transforms3d.euler import mat2euler
 
 from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.kinematics import rotation_exp
+from octo_ros.datatypes import TELEOP_SOURCE, ActionChunk
+from octo_ros.timebase import seconds_to_ns
 
 PUBLISHES_PER_STEP = 2
 
@@ -162,3 +164,45 @@ class EpisodeButtons:
         """What the presses ask for: ``start`` and/or one of :data:`EPISODE_LABELS`, in that order."""
         mapping = {START_EPISODE: self.start, "success": self.success, "failure": self.failure, "discard": self.discard}
         return [event for event, button in mapping.items() if button >= 0 and button in pressed]
+
+
+class TeleopChunks:
+    """A teleop mapping's actions as the horizon-1 chunks the teleop node publishes: ``source``
+    teleop, ``dimension_names`` (as many as ``robot``'s actions, ``action_dim``), stamped with the
+    time the input was sampled, ``normalized`` NaN (no model produced them); and the node's status."""
+
+    def __init__(self, robot: str, step_period_s: float, dimension_names, action_dim: int, instruction: str = ""):
+        self.dimension_names = tuple(dimension_names)
+        if len(self.dimension_names) != action_dim:
+            raise ValueError(f"action_dimension_names has {len(self.dimension_names)} names; "
+                             f"{robot} actions have {action_dim}")
+        self.step_period_s = step_period_s
+        self.publish_period_s = step_period_s / PUBLISHES_PER_STEP
+        self.instruction = instruction
+        self.sequence = 0
+        self.last_publish = -math.inf
+        self.last_reason = "starting"  # why nothing is published ('' while publishing)
+        self.bad_inputs = 0
+
+    def due(self, now: float) -> bool:
+        """Whether the publication timer publishes at ``now`` (inputs that publish on arrival, the
+        leaders', may have published since)."""
+        return now - self.last_publish >= 0.9 * self.publish_period_s
+
+    def chunk(self, now: float, action, reason: str = "") -> ActionChunk | None:
+        """The chunk for ``action`` sampled at ``now``; None (and ``reason`` kept) without one."""
+        self.last_reason = reason
+        if action is None:
+            return None
+        actions = np.asarray(action, dtype=np.float32)[None, :]
+        chunk = ActionChunk(stamp_ns=seconds_to_ns(now), sequence=self.sequence, actions=actions,
+                            normalized=np.full_like(actions, math.nan), dimension_names=self.dimension_names,
+                            step_period_s=self.step_period_s, task=self.instruction, source=TELEOP_SOURCE)
+        self.sequence += 1
+        self.last_publish = now
+        return chunk
+
+    def status(self) -> tuple[bool, str, dict]:
+        """(publishing, message, values) for the diagnostics."""
+        values = {"chunks_published": self.sequence, "bad_inputs": self.bad_inputs}
+        return (False, self.last_reason, values) if self.last_reason else (True, "publishing", values)
