@@ -9,6 +9,7 @@ from octo_ros.recording.bag import TopicSpec, read_episode_metadata
 from octo_ros.recording.reading import load_episode
 from octo_ros.recording.recorder import (
     EpisodeRecorder,
+    RecorderConfig,
     default_qos_kind,
     offered_qos_kind,
     resolved_proprio_layout,
@@ -32,7 +33,8 @@ class Log:
 
 
 def make(tmp_path, **evidence):
-    rec = EpisodeRecorder(str(tmp_path / "bags"), "widowx", evidence, 7, {}, 0.5, False, recording_types(), Log())
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path / "bags"), robot="widowx"), evidence, 7, {},
+                          recording_types(), Log())
     for spec in (TopicSpec("/instruction", "std_msgs/msg/String", "latched"),
                  TopicSpec("/status", "std_msgs/msg/String", "reliable")):
         rec.add_topic(spec)

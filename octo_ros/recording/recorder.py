@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from octo_ros.perception.observation import JointStateSourceConfig, ProprioLayout
 from octo_ros.recording.bag import EpisodeBagWriter, EpisodeInfo, RecordingError, TopicSpec
@@ -73,20 +74,26 @@ def resolved_proprio_layout(text: str, resolve: Callable[[str], str]) -> dict:
     return ProprioLayout(layout.joint_names, sources, layout.normalization).to_dict()
 
 
-class EpisodeRecorder:
-    """At most one episode at a time, written as its messages arrive (serialized CDR)."""
+@dataclass
+class RecorderConfig:
+    output_dir: str = "~/octo_ros_bags"  # where bags go (created if missing)
+    robot: str = "robot"  # bag names are <robot>_<YYYYmmdd-HHMMSS>
+    flush_period_s: float = 0.5  # seconds of data at most lost by a crash
+    fsync: bool = False  # fsync after every flush (power-loss safety)
 
-    def __init__(self, output_dir: str, robot: str, evidence: dict[str, str], seed: int | None,
-                 proprio_layout: dict, flush_period: float, fsync: bool, types: RecordingTypes, log):
-        self.output_dir = output_dir
-        self.robot = robot
+
+class EpisodeRecorder:
+    """At most one episode at a time, written as its messages arrive (serialized CDR). ``evidence``:
+    the :data:`EVIDENCE` given (the rest of :data:`GRAPH_EVIDENCE` is learnt with :meth:`on_evidence`);
+    ``seed``: the policy's (None: unknown); ``proprio_layout``: see :func:`resolved_proprio_layout`."""
+
+    def __init__(self, config: RecorderConfig, evidence: dict[str, str], seed: int | None, proprio_layout: dict,
+                 types: RecordingTypes, log):
+        self.config = config
+        self.output_dir = config.output_dir
         self.evidence = {key: evidence.get(key, "") for key in EVIDENCE}
-        self.seed = seed
-        self.proprio_layout = proprio_layout
-        self.flush_period = flush_period
-        self.fsync = fsync
-        self.types = types
-        self.log = log
+        self.seed, self.proprio_layout = seed, proprio_layout
+        self.types, self.log = types, log
         self.lock = threading.RLock()
         self.episode: EpisodeBagWriter | None = None
         self.episode_auto = False
@@ -185,13 +192,13 @@ class EpisodeRecorder:
             if not instruction:
                 instruction = self._cached_instruction()
             info = EpisodeInfo(
-                robot=self.robot, instruction=instruction, operator=operator, seed=self.seed,
+                robot=self.config.robot, instruction=instruction, operator=operator, seed=self.seed,
                 goal_image_topic=next((t for t in self.specs if t.endswith("goal_image")), ""),
                 metadata=metadata, proprio_layout=self.proprio_layout, **self.evidence,
             )
             try:
                 ep = EpisodeBagWriter(self.expanded_output_dir, info, list(self.specs.values()),
-                                      flush_period=self.flush_period, fsync=self.fsync, types=self.types)
+                                      flush_period=self.config.flush_period_s, fsync=self.config.fsync, types=self.types)
                 for topic, (stamp, data) in self.latched_cache.items():
                     ep.write(topic, stamp, data)
             except RecordingError as exc:

@@ -48,6 +48,8 @@ RELIABLE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliabilit
 QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABLE_QOS}
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
+# The diagnostic levels by the words the pure cores report them with.
+LEVELS = {"ok": OK, "warn": WARN, "error": ERROR}
 
 
 class WarningThrottle:

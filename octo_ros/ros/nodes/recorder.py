@@ -43,13 +43,11 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 from octo_ros.recording.bag import unfinished_bags
-from octo_ros.recording.recorder import EpisodeRecorder, offered_qos_kind, resolved_proprio_layout, topic_requests
+from octo_ros.recording.recorder import EpisodeRecorder, RecorderConfig, offered_qos_kind, resolved_proprio_layout, topic_requests
 from octo_ros.recording.types import normalize_type, recording_types
-from octo_ros.ros.support import ERROR, OK, QOS_BY_KIND, RELIABLE_QOS, WARN, Diagnostics, run_node
+from octo_ros.ros.support import LEVELS, QOS_BY_KIND, RELIABLE_QOS, Diagnostics, declare_config, run_node
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import StartEpisode, StopEpisode
-
-LEVELS = {"ok": OK, "warn": WARN, "error": ERROR}
 
 
 def message_class(msgtype: str):
@@ -66,12 +64,11 @@ class RecorderNode(Node):
         evidence = {key: p(key, "").value for key in ("checkpoint_id", "checkpoint_hash", "dataset_statistics_key",
                                                       "adapter_config", "gripper_convention")}
         seed = p("seed", -1).value
+        config = declare_config(self, RecorderConfig(), ("output_dir", "robot", "flush_period_s", "fsync"))
         self.recorder = EpisodeRecorder(
-            output_dir=p("output_dir", "~/octo_ros_bags").value, robot=p("robot", "robot").value, evidence=evidence,
-            seed=None if seed < 0 else int(seed),
-            proprio_layout=resolved_proprio_layout(p("proprio_layout", "").value, self.resolve_topic_name),
-            flush_period=float(p("flush_period", 0.5).value), fsync=bool(p("fsync", False).value),
-            types=recording_types(), log=self.get_logger())
+            config, evidence, None if seed < 0 else int(seed),
+            resolved_proprio_layout(p("proprio_layout", "").value, self.resolve_topic_name), recording_types(),
+            self.get_logger())
         auto = bool(p("auto_episode", False).value)
         status_topic = p("auto_episode_status_topic", "policy/status").value
         # resolved name → (type or "", qos kind or ""), until subscribed
@@ -84,7 +81,7 @@ class RecorderNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
-        self.create_timer(max(0.05, self.recorder.flush_period / 2), self.recorder.flush_if_due)
+        self.create_timer(max(0.05, config.flush_period_s / 2), self.recorder.flush_if_due)
         if self.recorder.graph_evidence:
             self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         if auto:
