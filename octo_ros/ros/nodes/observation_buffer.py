@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
-from octo_ros.perception.freshness_log import FreshnessLog
+from octo_ros.perception.buffer_status import BufferStatus, camera_size, check_normalized_joints, describe
 from octo_ros.perception.image_codec import PerceptionInputError
 from octo_ros.perception.observation import (
     CameraInputConfig,
@@ -31,16 +31,13 @@ from octo_ros.perception.observation import (
     ObservationConfig,
     ObservationStatus,
     ProprioLayout,
-    StatusKind,
     stamp_to_ns,
 )
 from octo_ros.ros.messages import window_to_msg
 from octo_ros.ros.support import (
     DECLARE_GIVEN,
-    ERROR,
-    OK,
+    LEVELS,
     SENSOR_QOS,
-    WARN,
     Diagnostics,
     WarningThrottle,
     config_parameters,
@@ -48,7 +45,6 @@ from octo_ros.ros.support import (
     parameter,
     run_node,
 )
-from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 
 
@@ -73,7 +69,6 @@ class ObservationBufferNode(Node):
             name: parameter(self, name, default) for name, default in (
                 ("joint_state_topic", ""), ("joint_state_topics", [""]), ("joint_state_prefixes", [""]),
                 ("proprio_joints", [""]))} | {"proprio_normalization": self._proprio_normalization()})
-        self.proprio_joints = layout.joint_names
         config = ObservationConfig(
             cameras=tuple(cameras), joint_names=layout.joint_names, joint_state_sources=layout.sources,
             proprio_normalization=layout.normalization,
@@ -84,9 +79,7 @@ class ObservationBufferNode(Node):
         self._lock = threading.Lock()
         self.warnings = WarningThrottle(self)
         self.diagnostics = Diagnostics(self)
-        self.windows_published = 0
-        self.last_status: ObservationStatus | None = None
-        self.freshness_log = FreshnessLog()
+        self.status = BufferStatus()
 
         for camera in cameras:
             name, topic = camera.input_name, camera.topic
@@ -99,43 +92,24 @@ class ObservationBufferNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / config.rate_hz, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(
-            f"windows of {config.window_size} steps at {config.rate_hz} Hz from "
-            + ", ".join(f"{c.input_name} <- {c.topic}" for c in cameras)
-            + "; joint states from " + ", ".join(f"{s.topic}" + (f" (as {s.prefix}*)" if s.prefix else "")
-                                                 for s in config.joint_state_sources)
-            + (f" (proprio: {', '.join(self.proprio_joints)})" if self.proprio_joints else "")
-            + (f"; normalized [close, open]: {config.proprio_normalization}" if config.proprio_normalization else ""))
+        self.get_logger().info(describe(config))
 
     def _camera_size(self, name: str, model_size: tuple[int, int] | None) -> dict:
         """``{height, width}`` as set, else the checkpoint's; {} for the core's default."""
-        height = optional_parameter(self, f"cameras.{name}.height", Parameter.Type.INTEGER)
-        width = optional_parameter(self, f"cameras.{name}.width", Parameter.Type.INTEGER)
-        if (height is None) != (width is None):
-            raise ValueError(f"set both cameras.{name}.height and cameras.{name}.width, or neither")
-        if height is None:
-            return {} if model_size is None else {"height": model_size[0], "width": model_size[1]}
-        if model_size is not None and (height, width) != model_size:
-            raise ValueError(f"cameras.{name} is {height}x{width} but the checkpoint takes "
-                             f"{model_size[0]}x{model_size[1]} (height x width): leave the size unset")
-        return {"height": height, "width": width}
+        return camera_size(name, optional_parameter(self, f"cameras.{name}.height", Parameter.Type.INTEGER),
+                           optional_parameter(self, f"cameras.{name}.width", Parameter.Type.INTEGER), model_size)
 
     def _proprio_normalization(self) -> dict:
         """``proprio_normalization.<joint>: [close, open]`` as given (joints of ``proprio_joints`` only)."""
         joints = [j for j in parameter(self, "proprio_joints", [""]) if j]
-        norm = {}
-        for joint in self.get_parameters_by_prefix("proprio_normalization"):
+        given, norm = self.get_parameters_by_prefix("proprio_normalization"), {}
+        for joint in (j for j in given if j in joints):
             name = f"proprio_normalization.{joint}"
-            if joint not in joints:
-                continue
             try:
                 norm[joint] = list(optional_parameter(self, name, Parameter.Type.DOUBLE_ARRAY))
             except ValueError as err:
                 raise ValueError(f"{name} must be [close, open] as doubles, e.g. [0.0440, 0.0579]: {err}") from None
-        unknown = sorted(f"proprio_normalization.{j}" for j in self.get_parameters_by_prefix("proprio_normalization")
-                         if j not in joints)
-        if unknown:
-            raise ValueError(f"{unknown}: not joints of proprio_joints {joints}")
+        check_normalized_joints(given, joints)
         return norm
 
     def _on_image(self, input_name: str, topic: str, msg) -> None:
@@ -164,31 +138,17 @@ class ObservationBufferNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
             result = self.buffer.assemble(now_ns)
-        stale = isinstance(result, ObservationStatus) and result.kind is StatusKind.STALE
-        for level, line in self.freshness_log.update(ns_to_seconds(now_ns), (result.stream or "?") if stale else None,
-                                                     result.reason if stale else ""):
+        for level, line in self.status.tick(now_ns, result):
             if level == "warning":  # one call site per severity: rclpy refuses a severity change at a call site
                 self.get_logger().warning(line)
             else:
                 self.get_logger().info(line)
-        if isinstance(result, ObservationStatus):
-            self.last_status = result
-            return
-        self.last_status = None
-        self.publisher.publish(window_to_msg(result))
-        self.windows_published += 1
+        if not isinstance(result, ObservationStatus):
+            self.publisher.publish(window_to_msg(result))
 
     def _publish_diagnostics(self) -> None:
-        status = self.last_status
-        if status is None:
-            level, message = (OK, "publishing windows") if self.windows_published else (WARN, "waiting for data")
-        elif status.kind is StatusKind.STALE:
-            level, message = ERROR, f"stale: {status.reason}"
-        else:
-            level, message = WARN, str(status)
-        values = {"windows_published": self.windows_published}
-        values.update({f"dropped {stream}": n for stream, n in self.buffer.drop_counts.items()})
-        self.diagnostics.publish(level, message, values)
+        level, message, values = self.status.diagnostics(self.buffer.drop_counts)
+        self.diagnostics.publish(LEVELS[level], message, values)
 
 
 def main() -> None:
