@@ -9,7 +9,7 @@ import json
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 
 from octo_ros.datatypes import ActionChunk, ObservationWindow
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
@@ -33,6 +33,15 @@ def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
     msg.data = fields.data
     msg.header.stamp = ns_to_stamp(stamp_ns)
     msg.header.frame_id = frame_id
+    return msg
+
+
+def joint_state_to_msg(sample, stamp: Time, prefix: str = "") -> JointState:
+    """A joint-state sample (``name``, ``position``, ``velocity``, ``effort``; a driver stand-in's) as a
+    sensor_msgs/JointState stamped ``stamp``, its names prefixed with ``prefix``."""
+    msg = JointState(name=[prefix + n for n in sample.name], position=[float(v) for v in sample.position],
+                     velocity=[float(v) for v in sample.velocity], effort=[float(v) for v in sample.effort])
+    msg.header.stamp = stamp
     return msg
 
 

@@ -10,6 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def episode_problem(tasks, task: str | None = None, seed: int | None = None) -> str:
+    """Why ``episode_task`` = ``task`` / ``episode_seed`` = ``seed`` (None: not being set) cannot be
+    laid out by a simulator whose tasks are ``tasks`` ('' when they can; an empty task is none)."""
+    if task and task not in tasks:
+        return f"episode_task {task!r} is not a task of this simulator (known: {', '.join(tasks)})"
+    if seed is not None and seed < 0:
+        return f"episode_seed must be >= 0, got {seed}"
+    return ""
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     """One report of a simulator about its task.

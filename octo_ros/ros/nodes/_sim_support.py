@@ -9,50 +9,34 @@
   ``episode_seed`` of ``episode_task`` and answers its instruction; ``~/task_status``
   (diagnostic_msgs/DiagnosticStatus, octo_ros.ros.messages.task_status_to_msg) reports the task's
   success check, computed from the simulator's own state, at ``task_status_rate``.
-* A render thread calls a render callback at the policy rate, off the executor, so a slow render
-  (tens of ms) never blocks the joint-state / control loop; it is stopped and joined on close.
+* A render thread (octo_ros.sim.render_loop.RenderLoop) calls a render callback at ``render_rate``,
+  off the executor; it is stopped and joined on close.
 """
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable
 
-import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from octo_ros.robots.interbotix.driver_standin import JointStateSample
-from octo_ros.ros.messages import image_to_msg, ns_to_stamp, task_status_to_msg
+from octo_ros.ros.messages import ns_to_stamp, task_status_to_msg
 from octo_ros.ros.support import OK, SENSOR_QOS, Diagnostics
-from octo_ros.sim.tasks import TaskStatus
-from octo_ros.timebase import ns_to_seconds, seconds_to_ns, stamp_to_ns
+from octo_ros.sim.render_loop import RenderLoop
+from octo_ros.sim.tasks import TaskStatus, episode_problem
+from octo_ros.timebase import ns_to_seconds, seconds_to_ns
 
 STEADY = ClockType.STEADY_TIME
 
 
 def seconds_to_stamp(t: float) -> Time:
     return ns_to_stamp(seconds_to_ns(t))
-
-
-def image_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
-    return image_to_msg(rgb, stamp_to_ns(stamp), frame_id)
-
-
-def joint_state_msg(sample: JointStateSample, stamp: Time, prefix: str = "") -> JointState:
-    msg = JointState()
-    msg.header.stamp = stamp
-    msg.name = [prefix + n for n in sample.name]
-    msg.position = [float(v) for v in sample.position]
-    msg.velocity = [float(v) for v in sample.velocity]
-    msg.effort = [float(v) for v in sample.effort]
-    return msg
 
 
 class SimNodeBase(Node):
@@ -68,10 +52,8 @@ class SimNodeBase(Node):
             raise ValueError("render_rate must be > 0")
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10) if self.sim_time else None
         self.diagnostics = Diagnostics(self, hardware_id="simulation", name=f"{self.get_name()}: simulator")
-        self._render_stop = threading.Event()
-        self._render_thread: threading.Thread | None = None
+        self.render_loop: RenderLoop | None = None
         self.frames_published = 0
-        self.last_render_s = float("nan")
         self.lock = threading.Lock()
 
     # time ---------------------------------------------------------------------------------
@@ -107,7 +89,8 @@ class SimNodeBase(Node):
         rate = float(p("task_status_rate", 20.0).value)
         if not rate > 0:
             raise ValueError("task_status_rate must be > 0")
-        problem = self._episode_problem(self.get_parameter("episode_task").value, self.get_parameter("episode_seed").value)
+        problem = episode_problem(self._tasks, self.get_parameter("episode_task").value,
+                                  self.get_parameter("episode_seed").value)
         if problem:
             raise ValueError(problem)
         self.add_on_set_parameters_callback(self._on_episode_parameters)
@@ -117,16 +100,9 @@ class SimNodeBase(Node):
         if self.get_parameter("episode_task").value:
             self._reset_episode()
 
-    def _episode_problem(self, task=None, seed=None) -> str:
-        if task and task not in self._tasks:
-            return f"episode_task {task!r} is not a task of this simulator (known: {', '.join(self._tasks)})"
-        if seed is not None and seed < 0:
-            return f"episode_seed must be >= 0, got {seed}"
-        return ""
-
     def _on_episode_parameters(self, params) -> SetParametersResult:
         values = {param.name: param.value for param in params}
-        problem = self._episode_problem(values.get("episode_task"), values.get("episode_seed"))
+        problem = episode_problem(self._tasks, values.get("episode_task"), values.get("episode_seed"))
         return SetParametersResult(successful=not problem, reason=problem)
 
     def _reset_episode(self) -> str:
@@ -153,38 +129,23 @@ class SimNodeBase(Node):
             self.task_status_pub.publish(task_status_to_msg(status, f"{self.get_name()}: task"))
 
     # rendering thread ---------------------------------------------------------------------------
-    def start_render_thread(self, render_once: Callable[[], None], setup=None, teardown=None) -> None:
-        def loop():
-            ctx = setup() if setup is not None else None
-            try:
-                period = 1.0 / self.render_rate
-                next_t = time.monotonic()
-                while not self._render_stop.is_set():
-                    t0 = time.monotonic()
-                    try:
-                        render_once(ctx)
-                    except Exception as exc:  # keep the sim alive; report it
-                        self.get_logger().error(f"render failed: {exc!r}")
-                    self.last_render_s = time.monotonic() - t0
-                    next_t = max(next_t + period, time.monotonic())
-                    self._render_stop.wait(max(0.0, next_t - time.monotonic()))
-            finally:
-                if teardown is not None:
-                    teardown(ctx)
-
-        self._render_thread = threading.Thread(target=loop, name="sim-render", daemon=True)
-        self._render_thread.start()
+    def start_render_thread(self, render_once: Callable[[object], None], setup=None, teardown=None) -> None:
+        self.render_loop = RenderLoop(self.render_rate, render_once,
+                                      lambda exc: self.get_logger().error(f"render failed: {exc!r}"), setup, teardown)
+        self.render_loop.start()
 
     def stop_render_thread(self) -> None:
-        self._render_stop.set()
-        if self._render_thread is not None:
-            self._render_thread.join(timeout=5.0)
-            self._render_thread = None
+        if self.render_loop is not None:
+            self.render_loop.stop()
 
     # diagnostics --------------------------------------------------------------------------------
     def sim_values(self) -> dict:
         """The simulator's own diagnostics values (called under ``lock``)."""
         return {}
+
+    @property
+    def last_render_s(self) -> float:
+        return self.render_loop.last_render_s if self.render_loop is not None else float("nan")
 
     def publish_sim_diagnostics(self) -> None:
         with self.lock:

@@ -12,15 +12,15 @@ its seeded pose, judged by gym-aloha's reward. ``/clock`` when ``sim_time`` is t
 """
 from __future__ import annotations
 
-import math
-
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from octo_ros.robots.bimanual.sim import ARMS, TASKS, AlohaRenderer, AlohaSim, AlohaSimConfig
-from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
-from octo_ros.ros.support import run_node
+from octo_ros.ros.messages import image_to_msg, joint_state_to_msg
+from octo_ros.ros.nodes._sim_support import SimNodeBase
+from octo_ros.ros.support import declare_config, run_node
+from octo_ros.timebase import stamp_to_ns
 
 # Real ALOHA camera names for gym-aloha's cameras (Octo's ALOHA example feeds ``top`` as primary).
 REAL_CAMERA_NAMES = {"top": "cam_high", "angle": "cam_low", "left_wrist": "cam_left_wrist",
@@ -34,15 +34,9 @@ class AlohaSimNode(SimNodeBase):
         self.namespaces = list(p("arm_namespaces", ["follower_left", "follower_right"]).value)
         if len(self.namespaces) != 2:
             raise ValueError("arm_namespaces needs two entries: left, right")
-        cfg = AlohaSimConfig(
-            task=p("task", "transfer_cube").value,
-            control_rate_hz=float(p("control_rate", 50.0).value),
-            max_joint_speed=float(p("max_joint_speed", math.pi).value),
-            gripper_joint_open=float(p("gripper_joint_open", AlohaSimConfig.gripper_joint_open).value),
-            gripper_joint_close=float(p("gripper_joint_close", AlohaSimConfig.gripper_joint_close).value),
-            gripper_position_open=float(p("gripper_position_open", AlohaSimConfig.gripper_position_open).value),
-            gripper_position_close=float(p("gripper_position_close", AlohaSimConfig.gripper_position_close).value),
-        )
+        cfg = declare_config(self, AlohaSimConfig(), ("task", "control_rate_hz", "max_joint_speed", "gripper_joint_open",
+                                                      "gripper_joint_close", "gripper_position_open",
+                                                      "gripper_position_close"))
         self.cameras = list(p("cameras", ["top"]).value)
         topics = list(p("camera_topics", [""]).value)
         topics = [t for t in topics if t]
@@ -125,7 +119,7 @@ class AlohaSimNode(SimNodeBase):
         stamp = self.stamp(t)
         self.publish_clock(t)
         for arm in ARMS:
-            self.js_pubs[arm].publish(joint_state_msg(samples[arm], stamp))
+            self.js_pubs[arm].publish(joint_state_to_msg(samples[arm], stamp))
 
     def _render_setup(self):
         return AlohaRenderer(self.sim.model, self.width, self.height, quality=self.render_quality)
@@ -139,7 +133,7 @@ class AlohaSimNode(SimNodeBase):
             qpos, t = self.sim.snapshot(), self.now_sim()
         stamp = self.stamp(t)
         for cam, pub in zip(self.cameras, self.img_pubs):
-            pub.publish(image_msg(renderer.render(qpos, cam), stamp, f"{self.frame_prefix}{cam}"))
+            pub.publish(image_to_msg(renderer.render(qpos, cam), stamp_to_ns(stamp), f"{self.frame_prefix}{cam}"))
         self.frames_published += 1
 
     def sim_values(self) -> dict:

@@ -24,10 +24,11 @@ from transforms3d.quaternions import quat2mat
 from octo_ros.control.kinematics import rotation_log
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.sim import TASKS, UR5Scene, UR5SceneConfig, ur5_capsules
-from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg
+from octo_ros.ros.messages import image_to_msg
+from octo_ros.ros.nodes._sim_support import SimNodeBase
 from octo_ros.ros.support import run_node
 from octo_ros.sim.render import render_scene
-from octo_ros.timebase import ns_to_seconds
+from octo_ros.timebase import ns_to_seconds, stamp_to_ns
 
 
 class UR5SimNode(SimNodeBase):
@@ -94,7 +95,7 @@ class UR5SimNode(SimNodeBase):
         img = render_scene(self.scene.camera(), self.scene.scene, ur5_capsules(q, g))
         if stamp is None or not self.stamp_from_input:
             stamp = self.get_clock().now().to_msg()
-        self.img_pub.publish(image_msg(img, stamp, self.frame_id))
+        self.img_pub.publish(image_to_msg(img, stamp_to_ns(stamp), self.frame_id))
         self.frames_published += 1
 
     def sim_values(self) -> dict:

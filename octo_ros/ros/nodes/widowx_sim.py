@@ -18,8 +18,10 @@ from std_srvs.srv import Trigger
 
 from octo_ros.robots.interbotix.driver_standin import InterbotixSimConfig
 from octo_ros.robots.widowx.sim import TASKS, WidowXSim, WidowXSimConfig
-from octo_ros.ros.nodes._sim_support import SimNodeBase, image_msg, joint_state_msg
+from octo_ros.ros.messages import image_to_msg, joint_state_to_msg
+from octo_ros.ros.nodes._sim_support import SimNodeBase
 from octo_ros.ros.support import run_node
+from octo_ros.timebase import stamp_to_ns
 
 
 class WidowXSimNode(SimNodeBase):
@@ -90,13 +92,13 @@ class WidowXSimNode(SimNodeBase):
             self.sim.update(self.steady_now() - self.start)
             sample = self.sim.joint_states()
         self.publish_clock(sample.stamp)
-        self.js_pub.publish(joint_state_msg(sample, self.stamp(sample.stamp)))
+        self.js_pub.publish(joint_state_to_msg(sample, self.stamp(sample.stamp)))
 
     def _render_once(self, _ctx) -> None:
         with self.lock:
             q, finger, t = self.sim.arm_positions(), self.sim.finger_position(), self.sim.time
         img = self.sim.render(q, finger)  # pure function of (q, finger): safe outside the lock
-        self.img_pub.publish(image_msg(img, self.stamp(t), self.frame_id))
+        self.img_pub.publish(image_to_msg(img, stamp_to_ns(self.stamp(t)), self.frame_id))
         self.frames_published += 1
 
     def sim_values(self) -> dict:
