@@ -95,6 +95,19 @@ def test_preflight_refuses_protective_stop_and_servo_failure_latches():
     assert not fake2.unlock_protective_stop()  # < 5 s
 
 
+def test_estop_reset_is_refused_while_armed_on_a_robot_that_is_not_ready():
+    clock, fake, backend = make_backend()
+    assert backend.set_dry_run(False, clock.t) == "" and not backend.adapter.supervisor.dry_run
+    backend.adapter.estop("operator e-stop")
+    fake.trigger_protective_stop()
+    assert backend.reset_estop() == ("robot not ready (robot is protective-stopped); fix it or switch to "
+                                     "dry-run first")
+    assert backend.adapter.supervisor.estopped
+    assert backend.set_dry_run(True, clock.t) == "" and backend.adapter.supervisor.dry_run
+    assert backend.reset_estop() == "" and not backend.adapter.supervisor.estopped  # dry-run: nothing moves
+    assert "protective" in backend.set_dry_run(False, clock.t)
+
+
 def test_rtde_watchdog_stops_robot_when_not_kicked():
     clock, fake, backend = make_backend()
     backend.arm(0.0)

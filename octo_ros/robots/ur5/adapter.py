@@ -296,6 +296,22 @@ class URRTDEBackend:
         self.adapter.set_dry_run(True)
         self._stop_servo()
 
+    def set_dry_run(self, dry_run: bool, now: float) -> str:
+        """Disarm, or arm (:meth:`arm`); '' on success, else why it was refused."""
+        if dry_run:
+            self.disarm()
+            return ""
+        return self.arm(now)
+
+    def reset_estop(self) -> str:
+        """Reset the latched e-stop; '' on success. Refused while armed and the pre-flight checks fail."""
+        if not self.adapter.supervisor.dry_run:
+            reason = self.preflight()
+            if reason:
+                return f"robot not ready ({reason}); fix it or switch to dry-run first"
+        self.adapter.reset_estop()
+        return ""
+
     def cycle(self, now: float) -> URCycle:
         """One control period: read state, compute, and (only when armed) stream servoL."""
         if not self.receive.isConnected():

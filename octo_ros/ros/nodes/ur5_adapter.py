@@ -125,18 +125,10 @@ class UR5AdapterNode(AdapterNodeBase):
 
     # ----------------------------------------------------------------- operator
     def apply_dry_run(self, dry_run: bool) -> str:
-        if dry_run:
-            self.backend.disarm()
-            return ""
-        return self.backend.arm(self.now_s())
+        return self.backend.set_dry_run(dry_run, self.now_s())
 
     def reset_estop(self) -> str:
-        if not self.dry_run:
-            reason = self.backend.preflight()
-            if reason:
-                return f"robot not ready ({reason}); fix it or switch to dry-run first"
-        self.adapter.reset_estop()
-        return ""
+        return self.backend.reset_estop()
 
     def stop_motion(self) -> None:
         # the arm: servoStop now (the controller's fastest stop), not at the next control cycle;
