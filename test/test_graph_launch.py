@@ -158,6 +158,17 @@ def test_package_declares_what_the_launch_files_import():
         assert f"<exec_depend>{dependency}</exec_depend>" in package
 
 
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_policy_false_leaves_the_policy_to_another_machine(robot):
+    """The robot PC of "one GPU box, several robots": everything but the policy, the buffer included
+    (its windows go to the GPU box), sized from the checkpoint given here too."""
+    specs = {s.name: s for s in describe(robot, sim=True, arguments={"policy": "false", "checkpoint": "/models/octo"})}
+    assert list(specs) == ["observation_buffer", ADAPTERS[robot], SIMULATORS[robot]]
+    assert specs["observation_buffer"].parameters["checkpoint"] == "/models/octo"
+    with pytest.raises(ValueError, match="policy:='no way'"):
+        describe(robot, arguments={"policy": "no way"})
+
 def test_launcher_prefixes_output_and_reports_a_dead_node(tmp_path):
     from octo_ros.ros.graph import NodeSpec
 

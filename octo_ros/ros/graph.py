@@ -36,6 +36,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "teleop": ("false", "start the teleop node and let the adapter execute its chunks (source teleop); the policy "
                "and its observation buffer then start only when a checkpoint is given"),
     "namespace": ("", "namespace for every node of the graph"),
+    "policy": ("true", "start the policy node; false: a policy on another machine (a GPU box) serves this robot's "
+               "observation windows over DDS"),
 }
 # Launch arguments only one robot has.
 ROBOT_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
@@ -225,7 +227,8 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
                                       "action_dimension_names": ("policy", "action_dimension_names")}.items():
             if source in params.get(node, {}):
                 teleop_params.setdefault(param, params[node][source])
-    names = (["observation_buffer", "policy"] if with_policy else []) + [adapter]
+    local_policy = _parse_bool("policy", args["policy"])
+    names = (["observation_buffer"] + ["policy"] * local_policy if with_policy else []) + [adapter]
     if teleop:
         names.append("teleop")
     if sim:

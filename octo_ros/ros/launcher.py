@@ -53,8 +53,10 @@ class GraphProcess:
     """A running graph. Use as a context manager, or call start()/stop()."""
 
     def __init__(self, specs: Sequence[NodeSpec], out: TextIO | None = None, keep_going: bool = False,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, command_prefix: Sequence[str] = ()):
         self.specs = list(specs)
+        # put before every node's command line, e.g. `ip netns exec NAME` (it execs the node: signals reach it)
+        self.command_prefix = list(command_prefix)
         self.out = out if out is not None else sys.stdout  # read now: sys.stdout may have been replaced since import
         self.keep_going = keep_going
         self.env = env
@@ -77,7 +79,7 @@ class GraphProcess:
     def start(self) -> "GraphProcess":
         directory = Path(self._params_dir.name)
         for spec in self.specs:
-            argv = node_command(spec, write_params_file(spec, directory))
+            argv = self.command_prefix + node_command(spec, write_params_file(spec, directory))
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     env=self.env, start_new_session=True)
             self.processes[spec.label] = proc
