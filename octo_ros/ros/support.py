@@ -41,8 +41,15 @@ SENSOR_QOS = qos_profile_sensor_data
 # "Latched" topics (goal image, instruction): a late subscriber still gets the last message.
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# Observation windows into the policy: only the newest matters, two cover a window arriving mid-take.
-WINDOW_QOS = QoSProfile(depth=2)
+# Observation windows (buffer -> policy) and action chunks (policy -> adapter), possibly across a
+# network: newest wins (keep last 1: after a stall only the newest is sent again, never a backlog).
+# Reliable, not best effort: a window is hundreds of kB, sent as many UDP datagrams, and best effort
+# loses the whole window with any one of them (at 1 % packet loss most windows); reliable resends
+# only the missing fragments, and a newer window replaces one still being repaired, so nothing
+# queues behind it. Chunks are small; reliable keeps a lost one from costing a whole step. (The
+# depth that matters across a link is the writer's: it bounds what is resent after a stall.)
+WINDOW_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+CHUNK_QOS = WINDOW_QOS
 # Everything else the recorder subscribes to: reliable, deep enough for bursts between flushes.
 RELIABLE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABLE_QOS}

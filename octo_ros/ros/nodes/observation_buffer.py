@@ -38,6 +38,7 @@ from octo_ros.ros.support import (
     DECLARE_GIVEN,
     LEVELS,
     SENSOR_QOS,
+    WINDOW_QOS,
     Diagnostics,
     WarningThrottle,
     config_parameters,
@@ -88,7 +89,7 @@ class ObservationBufferNode(Node):
         for source in config.joint_state_sources:
             self.create_subscription(JointState, source.topic, lambda msg, t=source.topic: self._on_joint_state(t, msg),
                                      SENSOR_QOS)
-        self.publisher = self.create_publisher(ObservationWindowMsg, "observation_window", 10)
+        self.publisher = self.create_publisher(ObservationWindowMsg, "observation_window", WINDOW_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / config.rate_hz, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)

@@ -34,7 +34,7 @@ class RobotEndpoints:
     def __init__(self, node: "PolicyNode", name: str):
         topics, private, group = f"/{name}/" if name else "", f"/{name}/policy/" if name else "~/", node.tasks_group
         latched, task = dict(qos_profile=support.LATCHED_QOS, callback_group=group), node.task_input
-        self.chunks = node.create_publisher(ActionChunkMsg, topics + "action_chunk", 10)
+        self.chunks = node.create_publisher(ActionChunkMsg, topics + "action_chunk", support.CHUNK_QOS)
         self.status = node.create_publisher(PolicyStatus, private + "status", 10) if name else None
         self.entities = [self.chunks, *filter(None, [self.status]), node.create_subscription(
             ObservationWindowMsg, topics + "observation_window", lambda m: node.on_window(name, m), support.WINDOW_QOS),
