@@ -227,7 +227,7 @@ def describe(robot: str, sim: bool = False, arguments: Mapping[str, str] | None 
                                       "action_dimension_names": ("policy", "action_dimension_names")}.items():
             if source in params.get(node, {}):
                 teleop_params.setdefault(param, params[node][source])
-    local_policy = _parse_bool("policy", args["policy"])
+    local_policy = parse_bool("policy", args["policy"])
     names = (["observation_buffer"] + ["policy"] * local_policy if with_policy else []) + [adapter]
     if teleop:
         names.append("teleop")
