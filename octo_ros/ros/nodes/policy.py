@@ -28,6 +28,11 @@ from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
 
 
+def answer(response, success: bool, message: str):
+    response.success, response.message = success, message
+    return response
+
+
 class RobotEndpoints:
     """One served robot's topics and services: created when it joins, destroyed when it leaves."""
 
@@ -41,10 +46,11 @@ class RobotEndpoints:
             node.create_subscription(String, topics + "instruction", lambda m: task(name, "instruction topic", m.data),
                                      **latched),
             node.create_subscription(Image, topics + "goal_image", lambda m: task(name, "goal_image", goal=m), **latched),
-            node.create_service(SetInstruction, private + "set_instruction", lambda request, response: node.on_instruction(
-                name, request, response), callback_group=group),
-            node.create_service(Trigger, private + "clear_task", lambda _, response: node.on_clear_task(name, response),
-                                callback_group=group)]
+            node.create_service(SetInstruction, private + "set_instruction", lambda request, response: answer(
+                response, *task(name, "instruction (~/set_instruction)", request.instruction)), callback_group=group),
+            node.create_service(Trigger, private + "clear_task", lambda _, response: answer(
+                response, task(name, "~/clear_task", clear=True)[0], "task cleared: no actions until a new task is given"),
+                callback_group=group)]
 
     def destroy(self, node: Node) -> None:
         for entity in self.entities:  # node.destroy_publisher, destroy_subscription, destroy_service
@@ -124,15 +130,6 @@ class PolicyNode(Node):
         self.get_logger().info(f"task{where}: {log_text(task.describe())}")
         self._publish_status(robot)
         return True, f"task: {log_text(task.describe())}"
-
-    def on_instruction(self, robot: str, request, response):
-        response.success, response.message = self.task_input(robot, "instruction (~/set_instruction)", request.instruction)
-        return response
-
-    def on_clear_task(self, robot: str, response):
-        self.task_input(robot, "~/clear_task", clear=True)
-        response.success, response.message = True, "task cleared: no actions until a new task is given"
-        return response
 
     def on_window(self, robot: str, msg: ObservationWindowMsg) -> None:
         try:
