@@ -3,6 +3,7 @@ stream across an emulated link.
 
     nice -n 10 .venv/bin/python bench/fleet.py sizes
     nice -n 10 .venv/bin/python bench/fleet.py link --seconds 30 --rounds 2     # root: network namespaces
+    nice -n 10 .venv/bin/python bench/fleet.py robots --seconds 10 --rounds 2
 
 ``sizes``: serialized (CDR) sizes of an observation window and an action chunk as the nodes send
 them, for each robot's configured cameras at Octo's input sizes (primary 256x256, wrist 128x128),
@@ -14,6 +15,13 @@ phases alternate between the plain link and ``tc netem delay 5ms loss 1%`` (wher
 sch_netem; else it says so) on the running graph. Per phase: chunks per second at the adapter and
 latency from the observation stamp to the chunk's arrival in the robot namespace, p50 / p95.
 Prints the CPU model and the load before and after.
+
+``robots``: the policy server's core (octo_ros/inference/server.py, no ROS) with K = 1, 2, 4
+simulated robots, each putting a fresh window (64x64, proprio 3, tiny untrained checkpoint) every
+step period (0.2 s), in phase (cameras in step) or spread over the period: one server batching them (its default batching window) against one server per
+robot (what K policy nodes do: one call per window, competing for the CPU), configurations
+interleaved. Per configuration: chunks per second in all, latency from a window's hand-off to its
+chunk p50 / p95 per robot, and the batch sizes formed.
 """
 from __future__ import annotations
 
@@ -140,6 +148,74 @@ def link(seconds: float, rounds: int) -> None:
     print(f"machine after: {machine()}")
 
 
+def robots(seconds: float, rounds: int) -> None:
+    import threading
+
+    from support.fleet_windows import synthetic_window, two_dataset_checkpoint
+
+    from octo_ros.inference.server import PolicyConfig, PolicyServer, RobotConfig
+    from octo_ros.model.policy import OctoPolicy
+
+    checkpoint = two_dataset_checkpoint(Path(tempfile.mkdtemp(prefix="octo_fleet_")) / "ck", "diffusion")
+    policy = OctoPolicy.load(str(checkpoint), tokenizer=str(checkpoint / "spiece.model"))
+    print(f"machine: {machine()}; torch threads {__import__('torch').get_num_threads()}")
+
+    def run(k: int, batched: bool, together: bool) -> None:
+        names = [f"r{i}" for i in range(k)]
+        handed: dict[tuple[str, int], float] = {}
+        latencies: dict[str, list[float]] = {n: [] for n in names}
+        lock = threading.Lock()
+
+        def publish(name, chunk):
+            with lock:
+                latencies[name].append(time.perf_counter() - handed[(name, chunk.stamp_ns)])
+        servers = {}
+        for group in ([names] if batched else [[n] for n in names]):
+            server = PolicyServer(policy, PolicyConfig(seed=0), publish, lambda name: None, lambda key, text: None)
+            for name in group:
+                server.serve(name, RobotConfig(dataset_statistics_key="untrained"))
+                server.instruct(name, "pick up the spoon")
+                servers[name] = server
+            server.start()
+        stop = threading.Event()
+
+        def robot(name: str, offset: float) -> None:  # a fresh window every step, robots out of phase
+            time.sleep(offset)
+            step = 0
+            while not stop.is_set():
+                stamp = time.time_ns()
+                with lock:
+                    handed[(name, stamp)] = time.perf_counter()
+                servers[name].put_window(name, synthetic_window(step, stamp))
+                step += 1
+                stop.wait(0.2)
+        threads = [threading.Thread(target=robot, args=(n, 0.0 if together else 0.2 * i / k)) for i, n in enumerate(names)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        batches = {}
+        for server in set(servers.values()):
+            server.close()
+            for size, count in server.batch_sizes.items():
+                batches[size] = batches.get(size, 0) + count
+        total = sum(len(v) for v in latencies.values())
+        per_robot = "; ".join(f"{n} {_percentiles(latencies[n])}" for n in names)
+        print(f"K={k} {'in phase' if together else 'spread':8} {'one server, batched' if batched else 'one server per robot':20} "
+              f"{total / seconds:5.1f} chunks/s  "
+              f"batches {dict(sorted(batches.items()))}  load {os.getloadavg()[0]:.1f}\n    {per_robot}")
+
+    run(1, True, True)  # warm-up: first calls allocate
+    for _ in range(rounds):
+        for k in (1, 2, 4):
+            for together in (True, False):
+                for batched in (True, False):
+                    run(k, batched, together)
+    print(f"machine after: {machine()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -147,8 +223,14 @@ def main() -> None:
     p = sub.add_parser("link")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rounds", type=int, default=2)
+    p = sub.add_parser("robots")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    sizes() if args.what == "sizes" else link(args.seconds, args.rounds)
+    if args.what == "sizes":
+        sizes()
+    else:
+        {"link": link, "robots": robots}[args.what](args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
