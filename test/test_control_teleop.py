@@ -1,6 +1,7 @@
 """Teleoperation mapping cores (no ROS): twist → Bridge delta, gripper and episode buttons, ALOHA
 leaders → 14-D joint action, and the adapters' one-source-at-a-time rule."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from octo_ros.control.teleop import (
     TeleopChunks,
     TwistTeleop,
     TwistTeleopConfig,
+    episode_reply,
+    episode_request,
     rotation_delta_rpy,
 )
 from octo_ros.datatypes import TELEOP_SOURCE
@@ -81,6 +84,24 @@ def test_episode_buttons():
     assert buttons.events(presses.update([0, 0, 1, 0, 0, 0])) == []
     assert buttons.events(presses.update([0, 0, 0, 0, 0, 1])) == ["discard"]
     assert EpisodeButtons().events({0, 1, 2}) == []  # nothing mapped by default
+
+
+def test_episode_requests_and_the_recorders_replies():
+    assert episode_request("start", "wave") == (
+        "start_episode", {"instruction": "wave", "metadata": {"started_by": "teleop joy button"}})
+    assert episode_request("failure", "wave") == (
+        "stop_episode", {"outcome": "failure", "metadata": {"stopped_by": "teleop joy button"}})
+    assert episode_reply("success", None) == (False, "success: no response from the recorder")
+    assert episode_reply("start", SimpleNamespace(success=True, message="episode 3")) == (True, "start: episode 3")
+    assert episode_reply("discard", SimpleNamespace(success=False, message="no episode")) == (
+        False, "discard refused: no episode")
+
+
+def test_every_mapping_samples_an_action_or_says_why_not():
+    twist = TwistTeleop(TwistTeleopConfig())
+    action, reason = twist.sample(1.0)
+    assert reason == "" and action.tolist() == [0.0] * 6 + [1.0]  # no twist yet: no motion, gripper open
+    assert LeaderTeleop(LeaderTeleopConfig()).sample(1.0) == (None, "no left leader joint state yet")
 
 
 def _leader_state(q6, gripper):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from transforms3d.euler import mat2euler
@@ -115,6 +116,8 @@ class ButtonPresses:
 class TwistTeleop:
     """Twist, Joy buttons and gripper values in; :meth:`action` once per publication."""
 
+    ACTION_NAMES = DELTA_ACTION_NAMES
+
     def __init__(self, config: TwistTeleopConfig):
         self.config = config
         self.twist = TwistIntegrator(config.twist_timeout_s)
@@ -150,6 +153,10 @@ class TwistTeleop:
         displacement = self.twist.integral(now - period, now)
         return np.concatenate([displacement[:3], rotation_delta_rpy(displacement[3:]), [self.gripper]])
 
+    def sample(self, now: float) -> tuple[np.ndarray, str]:
+        """(:meth:`action`, ''): a twist mapping always has an action (zero motion without a twist)."""
+        return self.action(now), ""
+
 
 @dataclass
 class EpisodeButtons:
@@ -160,10 +167,32 @@ class EpisodeButtons:
     failure: int = -1
     discard: int = -1
 
+    #: field -> the teleop node's parameter
+    PARAMETERS: ClassVar[dict[str, str]] = {"start": "start_episode_button", "success": "success_button",
+                                            "failure": "failure_button", "discard": "discard_button"}
+
     def events(self, pressed: set[int]) -> list[str]:
         """What the presses ask for: ``start`` and/or one of :data:`EPISODE_LABELS`, in that order."""
         mapping = {START_EPISODE: self.start, "success": self.success, "failure": self.failure, "discard": self.discard}
         return [event for event, button in mapping.items() if button >= 0 and button in pressed]
+
+
+def episode_request(event: str, instruction: str) -> tuple[str, dict]:
+    """(the recorder's service, its request's fields) for an episode ``event``: start with the
+    instruction, or stop with the event as the outcome; the metadata says a Joy button asked."""
+    if event == START_EPISODE:
+        return "start_episode", {"instruction": instruction, "metadata": {"started_by": "teleop joy button"}}
+    return "stop_episode", {"outcome": event, "metadata": {"stopped_by": "teleop joy button"}}
+
+
+def episode_reply(event: str, response) -> tuple[bool, str]:
+    """(ok, the line to log) for the recorder's answer (``success``, ``message``; None: no answer)
+    to an episode ``event``."""
+    if response is None:
+        return False, f"{event}: no response from the recorder"
+    if response.success:
+        return True, f"{event}: {response.message}"
+    return False, f"{event} refused: {response.message}"
 
 
 class TeleopChunks:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from octo_ros.robots.bimanual.adapter import BimanualConfig
+from octo_ros.robots.bimanual.adapter import ACTION_NAMES, BimanualConfig
 from octo_ros.robots.interbotix.kinematics import ARM_JOINTS
 
 SIDES = ("left", "right")
@@ -48,6 +48,8 @@ class LeaderTeleopConfig:
 class LeaderTeleop:
     """Leader joint states in (:meth:`update`), the follower action out (:meth:`action`)."""
 
+    ACTION_NAMES = ACTION_NAMES
+
     def __init__(self, config: LeaderTeleopConfig):
         self.config = config
         self._arm: dict[str, np.ndarray] = {}  # side -> 7 values: six joints, normalized gripper
@@ -70,6 +72,9 @@ class LeaderTeleop:
         self._arm[side] = q
         self._stamps[side] = float(stamp)
 
+    def on_buttons(self, pressed: set[int]) -> None:
+        """Joy buttons map nothing on the leaders (episode buttons are the node's)."""
+
     def action(self, now: float) -> tuple[np.ndarray | None, str]:
         """(the 14-D action, '') from the newest leader states, or (None, why not)."""
         for side in SIDES:
@@ -79,3 +84,5 @@ class LeaderTeleop:
             if age > self.config.leader_timeout_s:
                 return None, f"{side} leader joint state is {age:.3f} s old (> {self.config.leader_timeout_s:g} s)"
         return np.concatenate([self._arm["left"], self._arm["right"]]), ""
+
+    sample = action  # what every teleop mapping offers: (action or None, why not)

@@ -26,17 +26,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float64
 
-from octo_ros.control.teleop import (
-    DELTA_ACTION_NAMES,
-    START_EPISODE,
-    ButtonPresses,
-    EpisodeButtons,
-    TeleopChunks,
-    TwistTeleop,
-    TwistTeleopConfig,
-)
-from octo_ros.robots.bimanual.adapter import ACTION_NAMES as BIMANUAL_ACTION_NAMES
-from octo_ros.robots.bimanual.teleop import SIDES, LeaderTeleop, LeaderTeleopConfig
+from octo_ros.control import teleop
+from octo_ros.robots.bimanual import teleop as bimanual
 from octo_ros.ros.messages import chunk_to_msg
 from octo_ros.ros.support import OK, SENSOR_QOS, WARN, Diagnostics, WarningThrottle, declare_config, run_node
 from octo_ros.timebase import ns_to_seconds, stamp_seconds
@@ -56,103 +47,87 @@ class TeleopNode(Node):
             raise ValueError(f"parameter 'robot' must be one of {', '.join(ROBOTS)}, got {self.robot!r}")
         self.warnings = WarningThrottle(self)
         self.diagnostics = Diagnostics(self)
-        self.buttons = ButtonPresses()
+        self.buttons = teleop.ButtonPresses()
         if self.robot in DELTA_ROBOTS:
-            self.twist_core = TwistTeleop(declare_config(self, TwistTeleopConfig(), (
+            self.mapping = teleop.TwistTeleop(declare_config(self, teleop.TwistTeleopConfig(), (
                 "step_period_s", "linear_scale", "angular_scale", "deadband", "twist_timeout_s", "gripper_open_button",
                 "gripper_close_button")))
-            step_period_s, default_names = self.twist_core.config.step_period_s, DELTA_ACTION_NAMES
             self.create_subscription(Twist, p("twist_topic", "spacenav/twist").value, self._on_twist, SENSOR_QOS)
             self.create_subscription(Float64, p("gripper_topic", "teleop/gripper").value, self._on_gripper, 10)
         else:
-            self.leader_core = LeaderTeleop(declare_config(self, LeaderTeleopConfig(), (
+            self.mapping = bimanual.LeaderTeleop(declare_config(self, bimanual.LeaderTeleopConfig(), (
                 "step_period_s", "left_gripper_open_rad", "left_gripper_close_rad", "right_gripper_open_rad",
                 "right_gripper_close_rad", "leader_timeout_s")))
-            step_period_s, default_names = self.leader_core.config.step_period_s, BIMANUAL_ACTION_NAMES
             topics = list(p("leader_topics", ["leader_left/joint_states", "leader_right/joint_states"]).value)
             if len(topics) != 2:
                 raise ValueError(f"leader_topics needs the left and the right leader's topic, got {topics}")
-            for side, topic in zip(SIDES, topics):
+            for side, topic in zip(bimanual.SIDES, topics):
                 self.create_subscription(JointState, topic, lambda msg, side=side: self._on_leader(side, msg), SENSOR_QOS)
-        self.chunks = TeleopChunks(self.robot, step_period_s, p("action_dimension_names", list(default_names)).value,
-                                   len(default_names))
-        self.episode_buttons = declare_config(self, EpisodeButtons(), ("start", "success", "failure", "discard"), names={
-            "start": "start_episode_button", "success": "success_button", "failure": "failure_button",
-            "discard": "discard_button"})
+        names = self.mapping.ACTION_NAMES
+        self.chunks = teleop.TeleopChunks(self.robot, self.mapping.config.step_period_s,
+                                          p("action_dimension_names", list(names)).value, len(names))
+        buttons = teleop.EpisodeButtons.PARAMETERS
+        self.episode_buttons = declare_config(self, teleop.EpisodeButtons(), buttons, names=buttons)
         self.chunks.instruction = p("instruction", "").value
         recorder = p("recorder", "recorder").value.rstrip("/")
-        self.start_client = self.create_client(StartEpisode, f"{recorder}/start_episode")
-        self.stop_client = self.create_client(StopEpisode, f"{recorder}/stop_episode")
+        self.recorder_clients = {service: self.create_client(srv_type, f"{recorder}/{service}")
+                                 for service, srv_type in (("start_episode", StartEpisode), ("stop_episode", StopEpisode))}
         self.create_subscription(Joy, p("joy_topic", "spacenav/joy").value, self._on_joy, 10)
         self.chunk_pub = self.create_publisher(ActionChunkMsg, "teleop/action_chunk", 10)
         self.create_timer(self.chunks.publish_period_s, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"teleop for {self.robot}: {len(self.chunks.dimension_names)}-D actions every "
-            f"{self.chunks.publish_period_s:g} s (step {step_period_s:g} s) on "
+            f"{self.chunks.publish_period_s:g} s (step {self.chunks.step_period_s:g} s) on "
             f"{self.resolve_topic_name('teleop/action_chunk')}; the adapter executes them with source:=teleop")
 
     def now_s(self) -> float:
         return ns_to_seconds(self.get_clock().now().nanoseconds)
 
     # --------------------------------------------------------------- inputs
-    def _bad_input(self, key: str, text: str) -> None:
-        self.chunks.bad_inputs += 1
-        self.warnings.warn(key, text)
+    def _input(self, key: str, what: str, update, *args) -> bool:
+        """``update(*args)``; False, counted and warned (throttled per ``key``) when it refuses the input."""
+        try:
+            update(*args)
+        except ValueError as err:
+            self.chunks.bad_inputs += 1
+            self.warnings.warn(key, f"{what} ignored: {err}")
+            return False
+        return True
 
     def _on_twist(self, msg: Twist) -> None:
         lin, ang = msg.linear, msg.angular
-        try:
-            self.twist_core.on_twist(self.now_s(), (lin.x, lin.y, lin.z), (ang.x, ang.y, ang.z))
-        except ValueError as err:
-            self._bad_input("twist", f"twist ignored: {err}")
+        self._input("twist", "twist", self.mapping.on_twist, self.now_s(), (lin.x, lin.y, lin.z), (ang.x, ang.y, ang.z))
 
     def _on_gripper(self, msg: Float64) -> None:
-        try:
-            self.twist_core.on_gripper(msg.data)
-        except ValueError as err:
-            self._bad_input("gripper", f"gripper command ignored: {err}")
+        self._input("gripper", "gripper command", self.mapping.on_gripper, msg.data)
 
     def _on_leader(self, side: str, msg: JointState) -> None:
         now = self.now_s()
-        try:
-            self.leader_core.update(side, msg.name, msg.position, stamp_seconds(msg.header.stamp, now))
-        except ValueError as err:
-            self._bad_input(f"leader:{side}", f"leader joint state ignored: {err}")
-            return
-        self._publish(now)  # at once: the follower is one control period behind its leader, not more
+        stamp = stamp_seconds(msg.header.stamp, now)
+        if self._input(f"leader:{side}", "leader joint state", self.mapping.update, side, msg.name, msg.position, stamp):
+            self._publish(now)  # at once: the follower is one control period behind its leader, not more
 
     def _on_joy(self, msg: Joy) -> None:
         pressed = self.buttons.update(msg.buttons)
-        if not pressed:
-            return
-        if self.robot in DELTA_ROBOTS:
-            self.twist_core.on_buttons(pressed)
+        self.mapping.on_buttons(pressed)
         for event in self.episode_buttons.events(pressed):
             self._episode(event)
 
     # --------------------------------------------------------------- episodes
     def _episode(self, event: str) -> None:
-        if event == START_EPISODE:
-            client, request = self.start_client, StartEpisode.Request(
-                instruction=self.chunks.instruction, metadata=[KeyValue(key="started_by", value="teleop joy button")])
-        else:
-            client, request = self.stop_client, StopEpisode.Request(
-                outcome=event, metadata=[KeyValue(key="stopped_by", value="teleop joy button")])
+        service, fields = teleop.episode_request(event, self.chunks.instruction)
+        client = self.recorder_clients[service]
         if not client.service_is_ready():
             self.get_logger().error(f"{event}: {client.srv_name} is not available (is the recorder running?)")
             return
-        future = client.call_async(request)
+        metadata = [KeyValue(key=key, value=value) for key, value in fields.pop("metadata").items()]
+        future = client.call_async(client.srv_type.Request(**fields, metadata=metadata))
         future.add_done_callback(lambda f, event=event: self._episode_done(event, f))
 
     def _episode_done(self, event: str, future) -> None:
-        response = future.result()
-        if response is None:
-            self.get_logger().error(f"{event}: no response from the recorder")
-        elif response.success:
-            self.get_logger().info(f"{event}: {response.message}")
-        else:
-            self.get_logger().error(f"{event} refused: {response.message}")
+        ok, text = teleop.episode_reply(event, future.result())
+        (self.get_logger().info if ok else self.get_logger().error)(text)
 
     # --------------------------------------------------------------- output
     def _on_tick(self) -> None:
@@ -161,10 +136,7 @@ class TeleopNode(Node):
             self._publish(now)
 
     def _publish(self, now: float) -> None:
-        if self.robot in DELTA_ROBOTS:
-            chunk = self.chunks.chunk(now, self.twist_core.action(now))
-        else:
-            chunk = self.chunks.chunk(now, *self.leader_core.action(now))
+        chunk = self.chunks.chunk(now, *self.mapping.sample(now))
         if chunk is not None:
             self.chunk_pub.publish(chunk_to_msg(chunk))
 
