@@ -112,6 +112,25 @@ def test_stale_chunks_hold_within_two_control_periods():
     assert first_hold is not None and first_hold - 0.3 <= 2 * period
 
 
+def test_lost_chunk_source_drops_the_plan_and_holds_until_its_next_chunk():
+    a = make_adapter()
+    chunk = np.tile([0.01, 0, 0, 0, 0, 0, 1.0], (4, 1))  # plans 0.8 s ahead
+    a.add_chunk(chunk, 0.0, 0.0)
+    a.update_joint_state(START_Q, 0.0)
+    assert a.step(0.0).status is ControlStatus.MOVE
+    a.chunk_source_lost("teleop", "teleop gone")  # not the executed source: nothing changes
+    a.update_joint_state(START_Q, 0.2)
+    assert a.step(0.2).status is ControlStatus.MOVE
+    a.chunk_source_lost("policy", "policy chunk publisher lost")
+    for t in (0.4, 0.6):  # the plan still had steps: dropped
+        a.update_joint_state(START_Q, t)
+        o = a.step(t)
+        assert o.status is ControlStatus.HOLD and o.reason == "policy chunk publisher lost" and not o.send
+    a.add_chunk(chunk, 0.8, 0.8)
+    a.update_joint_state(START_Q, 0.8)
+    assert a.step(0.8).status is ControlStatus.MOVE
+
+
 def test_stale_joint_states_hold():
     a = make_adapter()
     a.add_chunk(np.tile([0.01, 0, 0, 0, 0, 0, 1.0], (4, 1)), 0.5, 0.5)

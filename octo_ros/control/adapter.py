@@ -63,6 +63,7 @@ class AdapterBase:
         self.tracking_fault = ""  # this tick's tracking-error hold reason ('' when none)
         self.source = POLICY_SOURCE  # whose chunks are executed
         self._source_switch = ""  # the source switched to, until the hold that follows a switch
+        self._source_lost = ""  # why the executed source's publishers are gone, until its next chunk
 
     # inputs --------------------------------------------------------------------------
     def add_chunk(self, actions, stamp: float, now: float, source: str = POLICY_SOURCE,
@@ -89,6 +90,7 @@ class AdapterBase:
             note = f"action dimensions reordered from {list(names)} to {layout}"
         result = self.executor.add_chunk(actions, stamp, now)
         if result.accepted:
+            self._source_lost = ""
             self.supervisor.watchdog.feed("chunk", stamp, now)
             return ChunkAcceptance(True, note=note)
         return result
@@ -166,6 +168,18 @@ class AdapterBase:
         self._reanchor_pending = True
         self._source_switch = source if self._anchored else ""  # nothing commanded yet: nothing to hold
 
+    def chunk_source_lost(self, source: str, why: str) -> None:
+        """Every publisher of ``source``'s chunks is gone (DDS liveliness: the link or the policy is
+        down). When it is the executed source: drop the plan and hold from the next tick, not when the
+        plan's last step has run out; the next chunk accepted moves the robot again, from the
+        measured state."""
+        if source != self.source:
+            return
+        self.executor.clear()
+        self._segment = None
+        self._reanchor_pending = True
+        self._source_lost = why
+
     def estop(self, reason: str) -> None:
         self.supervisor.trigger_estop(reason)
         self.executor.clear()
@@ -188,6 +202,8 @@ class AdapterBase:
             return gate, ControlOutput(ControlStatus.HOLD, gate.reason or self.NO_STATE_REASON, np.zeros(0), False)
         if not gate.may_move:
             return gate, self._hold(gate.status, gate.reason)
+        if self._source_lost:
+            return gate, self._hold(ControlStatus.HOLD, self._source_lost)
         if self._source_switch:  # one tick at the re-anchored state before the new source moves the robot
             reason, self._source_switch = f"chunk source switched to {self._source_switch}: holding first", ""
             return gate, self._hold(ControlStatus.HOLD, reason)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
 from rclpy.executors import (
     ExternalShutdownException,
@@ -25,6 +26,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
+    LivelinessPolicy,
     QoSProfile,
     ReliabilityPolicy,
     qos_profile_sensor_data,
@@ -49,7 +51,15 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=R
 # queues behind it. Chunks are small; reliable keeps a lost one from costing a whole step. (The
 # depth that matters across a link is the writer's: it bounds what is resent after a stall.)
 WINDOW_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-CHUNK_QOS = WINDOW_QOS
+# Chunks also assert liveliness with a short lease: an adapter's liveliness monitor (a second
+# subscription requesting that lease: DDS reports liveliness only against a finite requested one)
+# sees a cut link or a dead policy within the lease and holds, instead of running out its plan.
+# Publishers that offer no lease (tools, tests) still match the adapter's data subscription.
+CHUNK_LIVELINESS_LEASE_S = 0.15
+CHUNK_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                       liveliness=LivelinessPolicy.AUTOMATIC,
+                       liveliness_lease_duration=Duration(nanoseconds=int(CHUNK_LIVELINESS_LEASE_S * 1e9)))
+CHUNK_LIVELINESS_QOS = CHUNK_QOS
 # Everything else the recorder subscribes to: reliable, deep enough for bursts between flushes.
 RELIABLE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABLE_QOS}

@@ -19,6 +19,7 @@ refused by the core config dataclasses, so the node does not start.
 from __future__ import annotations
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -26,8 +27,10 @@ from std_srvs.srv import SetBool, Trigger
 from octo_ros.control.operation import TIMEOUT_LIMITS, AdapterOperation
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import ControlStatus, SafetyConfig
+from octo_ros.datatypes import POLICY_SOURCE
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
+    CHUNK_LIVELINESS_QOS,
     DECLARE_GIVEN,
     ERROR,
     OK,
@@ -73,6 +76,9 @@ class AdapterNodeBase(Node):
         self.preview_setup()
         self.status_publisher = self.create_publisher(String, "~/status", 10)
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        self.create_subscription(ActionChunk, "action_chunk", lambda _: None, CHUNK_LIVELINESS_QOS,
+                                 event_callbacks=SubscriptionEventCallbacks(
+                                     liveliness=self._on_policy_liveliness, incompatible_qos=lambda _: None))
         self.create_subscription(ActionChunk, "teleop/action_chunk", self._on_chunk, 10)
         # A parameter, not a service: it is set from YAML/launch like every other setting, read back
         # with `ros2 param get`, and changed with `ros2 param set` (std types only, no new srv).
@@ -149,6 +155,14 @@ class AdapterNodeBase(Node):
             warning = self.operation.malformed_chunk(err)
         if warning:
             self.warnings.warn(*warning)
+
+    def _on_policy_liveliness(self, info) -> None:
+        """The policy's chunk publishers assert liveliness (CHUNK_QOS; publishers offering no lease
+        do not match this monitor): the last one lost is a cut link or a dead policy."""
+        if info.alive_count == 0 and info.alive_count_change < 0:
+            why = "policy chunk publisher lost (DDS liveliness: link down or policy gone)"
+            self.adapter.chunk_source_lost(POLICY_SOURCE, why)
+            self.get_logger().warn(f"hold: {why}")
 
     def _on_tick(self) -> None:
         now = self.now_s()
