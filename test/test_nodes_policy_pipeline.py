@@ -69,7 +69,8 @@ def test_chunks_have_shape_names_and_observation_stamps(ros, diffusion_checkpoin
     p = Pipeline(ros, diffusion_checkpoint)
     p.ros.wait_for(lambda: len(p.windows) >= 2, 60, "observation windows")
     assert not p.chunks, "no task yet: the policy must not invent actions"
-    p.ros.wait_for(lambda: any(s.state == PolicyStatus.WAITING_FOR_TASK for s in p.statuses), 10, "'waiting for task'")
+    # the policy loads its checkpoint meanwhile: tens of seconds on a loaded machine
+    p.ros.wait_for(lambda: any(s.state == PolicyStatus.WAITING_FOR_TASK for s in p.statuses), 120, "'waiting for task'")
 
     assert p.instruct("pick up the spoon").success
     chunks = p.next_chunks(3)
