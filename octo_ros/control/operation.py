@@ -64,6 +64,15 @@ class AdapterOperation:
             return f"safety limits not set ({', '.join(self.unset_limits)}): they are never taken from defaults"
         return ""
 
+    def start_errors(self, dry_run: bool, switch_dry_run) -> list[str]:
+        """The errors to log at start: limits not given, and (``dry_run`` false) why the robot could not
+        be armed. ``switch_dry_run(dry_run) -> str``: the robot's switch ('' or why it refused)."""
+        errors = [self.unset_limits_error()]
+        if not dry_run:
+            reason = self.arming_refusal() or switch_dry_run(False)
+            errors.append(f"dry_run:=false refused: {reason}; staying in dry-run" if reason else "")
+        return [e for e in errors if e]
+
     # --------------------------------------------------------------- chunks
     def malformed_chunk(self, err: ValueError) -> Warning:
         self.chunks_rejected += 1
@@ -114,6 +123,23 @@ class AdapterOperation:
         """The answer to ``~/set_dry_run`` after the switch was tried (``reason``: why it was refused, or '')."""
         state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
         return not reason, f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"
+
+    def request_dry_run(self, dry_run: bool, switch_dry_run) -> tuple[bool, str]:
+        """Answer ``~/set_dry_run``: arming is refused while limits are unset, else ``switch_dry_run(dry_run)``."""
+        return self.dry_run_answer((not dry_run and self.arming_refusal()) or switch_dry_run(dry_run))
+
+    def operator_estop(self, stop_motion) -> tuple[bool, str]:
+        """Answer ``~/estop``: latch the e-stop; an armed robot is stopped at once (``stop_motion()``)."""
+        was_armed = not self.dry_run
+        self.adapter.estop(self.OPERATOR_ESTOP)
+        if was_armed:
+            stop_motion()
+        return self.ESTOP_ANSWER
+
+    def stop_if_armed(self, stop_motion) -> None:
+        """On shutdown: an armed robot that is not e-stopped (already stopped) is stopped."""
+        if not self.dry_run and not self.adapter.supervisor.estopped:
+            stop_motion()
 
     @staticmethod
     def reset_estop_answer(reason: str) -> tuple[bool, str]:

@@ -9,8 +9,11 @@ import json
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, JointState
+from transforms3d.quaternions import mat2quat
 
+from octo_ros.control.kinematics import rotation_exp
 from octo_ros.datatypes import ActionChunk, ObservationWindow
 from octo_ros.perception.image_codec import decode_image_msg, encode_image
 from octo_ros.sim.tasks import TaskStatus
@@ -23,6 +26,18 @@ from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 def ns_to_stamp(ns: int) -> Time:
     sec, nanosec = split_ns(ns)
     return Time(sec=sec, nanosec=nanosec)
+
+
+def pose_to_msg(pose6, stamp_ns: int, frame_id: str) -> PoseStamped:
+    """A pose [x, y, z, rx, ry, rz] (rotation vector, as UR reports it) as a PoseStamped."""
+    msg = PoseStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose6[:3])
+    w, x, y, z = mat2quat(rotation_exp(np.asarray(pose6[3:6], float)))
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = float(x), float(y), float(z), float(w)
+    return msg
 
 
 def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:

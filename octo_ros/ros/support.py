@@ -35,7 +35,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import make_current_thread_realtime, validate_priority
-from octo_ros.control.safety import SafetyConfig
+from octo_ros.control.safety import ControlStatus, SafetyConfig
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
@@ -67,6 +67,8 @@ QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABL
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 # The diagnostic levels by the words the pure cores report them with.
 LEVELS = {"ok": OK, "warn": WARN, "error": ERROR}
+# An adapter's diagnostic level by its last control status (None: no tick yet).
+CONTROL_LEVELS = {None: WARN, ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}
 
 
 class WarningThrottle:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from transforms3d.axangles import axangle2mat, mat2axangle
@@ -232,6 +233,19 @@ def create_rtde_interfaces(host: str, frequency_hz: float):
     receive = rtde_receive.RTDEReceiveInterface(host, frequency_hz)
     control = rtde_control.RTDEControlInterface(host, frequency_hz)
     return control, receive
+
+
+def rtde_connection(backend: str, robot_ip: str, standin_initial_pose) -> tuple[str, Callable]:
+    """(host, connect) for :class:`URRTDEBackend`: ``rtde`` = ur_rtde to ``robot_ip`` (the real robot),
+    ``fake`` = the in-process controller stand-in (simulation and tests). ValueError for anything else."""
+    if backend == "rtde":
+        if not robot_ip:
+            raise ValueError("parameter 'robot_ip' is required with backend 'rtde' (or use backend:=fake)")
+        return robot_ip, create_rtde_interfaces
+    if backend == "fake":
+        from octo_ros.robots.ur5.controller_standin import FakeURController  # the real robot never loads the stand-in
+        return robot_ip or "fake", FakeURController(initial_pose=tuple(standin_initial_pose)).connect
+    raise ValueError(f"backend must be 'rtde' or 'fake', got {backend!r}")
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,13 @@ from std_srvs.srv import SetBool, Trigger
 
 from octo_ros.control.operation import TIMEOUT_LIMITS, AdapterOperation
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
-from octo_ros.control.safety import ControlStatus, SafetyConfig
+from octo_ros.control.safety import SafetyConfig
 from octo_ros.datatypes import POLICY_SOURCE
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
     CHUNK_LIVELINESS_QOS,
+    CONTROL_LEVELS,
     DECLARE_GIVEN,
-    ERROR,
-    OK,
-    WARN,
     Diagnostics,
     WarningThrottle,
     given_parameters,
@@ -43,8 +41,6 @@ from octo_ros.ros.support import (
 )
 from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ActionChunk
-
-LEVELS = {None: WARN, ControlStatus.MOVE: OK, ControlStatus.HOLD: WARN, ControlStatus.ESTOP: ERROR}
 
 
 class AdapterNodeBase(Node):
@@ -75,11 +71,11 @@ class AdapterNodeBase(Node):
         self.operation = AdapterOperation(self.adapter, self.step_period_s, unset)
         self.preview_setup()
         self.status_publisher = self.create_publisher(String, "~/status", 10)
-        self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        for topic in ("action_chunk", "teleop/action_chunk"):
+            self.create_subscription(ActionChunk, topic, self._on_chunk, 10)
         self.create_subscription(ActionChunk, "action_chunk", lambda _: None, CHUNK_LIVELINESS_QOS,
                                  event_callbacks=SubscriptionEventCallbacks(
                                      liveliness=self._on_policy_liveliness, incompatible_qos=lambda _: None))
-        self.create_subscription(ActionChunk, "teleop/action_chunk", self._on_chunk, 10)
         # A parameter, not a service: it is set from YAML/launch like every other setting, read back
         # with `ros2 param get`, and changed with `ros2 param set` (std types only, no new srv).
         self.adapter.set_source(parameter(self, "source", self.adapter.source))
@@ -90,12 +86,8 @@ class AdapterNodeBase(Node):
         self.create_timer(control_period_s, self._on_tick)
         self.create_timer(0.2, self._log_tick_warnings)
         self.create_timer(1.0, self._publish_diagnostics)
-        if unset:
-            self.get_logger().error(self.operation.unset_limits_error())
-        if not self.initial_dry_run:
-            reason = self.arming_refusal() or self.apply_dry_run(False)
-            if reason:
-                self.get_logger().error(f"dry_run:=false refused: {reason}; staying in dry-run")
+        for error in self.operation.start_errors(self.initial_dry_run, self.apply_dry_run):
+            self.get_logger().error(error)
         for line in self.adapter.describe():
             self.get_logger().info(line)
 
@@ -107,20 +99,10 @@ class AdapterNodeBase(Node):
         return ns_to_seconds(self.get_clock().now().nanoseconds)
 
     # --------------------------------------------------------------- hooks
-    def arming_refusal(self) -> str:
-        """Why the robot may not be armed whatever its state ('' when it may)."""
-        return self.operation.arming_refusal()
-
     def apply_dry_run(self, dry_run: bool) -> str:
         """Switch dry-run; '' on success, else why it was refused."""
         self.adapter.set_dry_run(dry_run)
         return ""
-
-    def trigger_estop(self, reason: str) -> None:
-        was_armed = not self.dry_run
-        self.adapter.estop(reason)
-        if was_armed:
-            self.stop_motion()
 
     def stop_motion(self) -> None:
         """Make the robot stop where it is now (e-stop, shutdown). Sending less is not
@@ -143,8 +125,7 @@ class AdapterNodeBase(Node):
 
     def close(self) -> None:
         """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
-        if not self.dry_run and not self.adapter.supervisor.estopped:
-            self.stop_motion()
+        self.operation.stop_if_armed(self.stop_motion)
 
     # --------------------------------------------------------------- callbacks
     def _on_chunk(self, msg: ActionChunk) -> None:
@@ -188,17 +169,15 @@ class AdapterNodeBase(Node):
         return SetParametersResult(successful=True)
 
     def _on_set_dry_run(self, request, response):
-        reason = (not request.data and self.arming_refusal()) or self.apply_dry_run(bool(request.data))
-        response.success, response.message = self.operation.dry_run_answer(reason)
-        if reason:  # one severity per logging call site: rclpy raises on a change
-            self.get_logger().warning(response.message)
-        else:
+        response.success, response.message = self.operation.request_dry_run(bool(request.data), self.apply_dry_run)
+        if response.success:  # one severity per logging call site: rclpy raises on a change
             self.get_logger().info(response.message)
+        else:
+            self.get_logger().warning(response.message)
         return response
 
     def _on_estop(self, request, response):
-        self.trigger_estop(AdapterOperation.OPERATOR_ESTOP)
-        response.success, response.message = AdapterOperation.ESTOP_ANSWER
+        response.success, response.message = self.operation.operator_estop(self.stop_motion)
         self.get_logger().error(response.message)
         return response
 
@@ -212,4 +191,4 @@ class AdapterNodeBase(Node):
         values.update(self.extra_diagnostics())
         # evidence the recorder stores with each episode
         values.update(adapter_config=parameters_json(self), gripper_convention=self.gripper_convention())
-        self.diagnostics.publish(LEVELS[status], message, values)
+        self.diagnostics.publish(CONTROL_LEVELS[status], message, values)

@@ -15,34 +15,19 @@ On shutdown: servoStop + stopScript. Shared interface: see ``_adapter_base``.
 """
 from __future__ import annotations
 
-import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
-from transforms3d.quaternions import mat2quat
 
-from octo_ros.control.kinematics import rotation_exp
 from octo_ros.control.safety import ControlOutput
-from octo_ros.robots.ur5.adapter import PREVIEW_WORKSPACE, URConfig, URRTDEBackend, create_rtde_interfaces
-from octo_ros.robots.ur5.controller_standin import STANDIN_INITIAL_POSE, FakeURController
+from octo_ros.robots.ur5.adapter import PREVIEW_WORKSPACE, URConfig, URRTDEBackend, rtde_connection
+from octo_ros.robots.ur5.controller_standin import STANDIN_INITIAL_POSE
 from octo_ros.robots.ur5.kinematics import UR_JOINTS
 from octo_ros.robots.ur5.robotiq import ROBOTIQ_PORT, RobotiqSocketGripper, RobotiqWorker
-from octo_ros.ros.messages import ns_to_stamp
+from octo_ros.ros.messages import ns_to_stamp, pose_to_msg
 from octo_ros.ros.nodes._adapter_base import AdapterNodeBase
 from octo_ros.ros.support import declare_config, execution_config, parameter, run_node, safety_config
 from octo_ros.timebase import seconds_to_ns
-
-
-def pose_msg(pose6, stamp_ns: int, frame_id: str) -> PoseStamped:
-    """A UR pose [x, y, z, rx, ry, rz] (rotation vector) as a PoseStamped."""
-    msg = PoseStamped()
-    msg.header.stamp = ns_to_stamp(stamp_ns)
-    msg.header.frame_id = frame_id
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose6[:3])
-    w, x, y, z = mat2quat(rotation_exp(np.asarray(pose6[3:6], float)))
-    o = msg.pose.orientation
-    o.x, o.y, o.z, o.w = float(x), float(y), float(z), float(w)
-    return msg
 
 
 class UR5AdapterNode(AdapterNodeBase):
@@ -63,17 +48,8 @@ class UR5AdapterNode(AdapterNodeBase):
         self.base_frame = parameter(self, "base_frame", "base")
         robotiq_host = parameter(self, "robotiq_host", "")
         robotiq_port = parameter(self, "robotiq_port", ROBOTIQ_PORT)
-        fake_pose = parameter(self, "fake_initial_pose", list(STANDIN_INITIAL_POSE))
-        if backend == "rtde":
-            if not robot_ip:
-                raise ValueError("parameter 'robot_ip' is required with backend 'rtde' (or use backend:=fake)")
-            connect = create_rtde_interfaces
-        elif backend == "fake":
-            self.fake = FakeURController(initial_pose=tuple(fake_pose))
-            connect = self.fake.connect
-            robot_ip = robot_ip or "fake"
-        else:
-            raise ValueError(f"backend must be 'rtde' or 'fake', got {backend!r}")
+        robot_ip, connect = rtde_connection(
+            backend, robot_ip, parameter(self, "fake_initial_pose", list(STANDIN_INITIAL_POSE)))
         self.backend_name = backend
         self.backend = URRTDEBackend(config, robot_ip, connect=connect)
         self.adapter = self.backend.adapter
@@ -111,7 +87,7 @@ class UR5AdapterNode(AdapterNodeBase):
         pose, q = measured
         stamp_ns = seconds_to_ns(now)
         if pose is not None:
-            self.tcp_pub.publish(pose_msg(pose, stamp_ns, self.base_frame))
+            self.tcp_pub.publish(pose_to_msg(pose, stamp_ns, self.base_frame))
         js = JointState()
         js.header.stamp = ns_to_stamp(stamp_ns)
         if q is not None:
@@ -121,7 +97,7 @@ class UR5AdapterNode(AdapterNodeBase):
         self.js_pub.publish(js)
 
     def publish_preview(self, out: ControlOutput, now: float) -> None:
-        self.preview_pub.publish(pose_msg(out.target, seconds_to_ns(now), self.base_frame))
+        self.preview_pub.publish(pose_to_msg(out.target, seconds_to_ns(now), self.base_frame))
 
     # ----------------------------------------------------------------- operator
     def apply_dry_run(self, dry_run: bool) -> str:
