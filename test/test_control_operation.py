@@ -1,5 +1,7 @@
 """The adapter nodes' bookkeeping without ROS (octo_ros.control.operation): chunk intake from
 ActionChunks, tick accounting and warnings, operator answers, diagnostics, on a real WidowX core."""
+from types import SimpleNamespace as Parameter  # what the core reads of an rclpy Parameter
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,29 @@ def test_joint_index_refuses_duplicated_names():
     assert joint_index(["a", "b"]) == {"a": 0, "b": 1}
     with pytest.raises(ValueError, match=r"duplicated joint names \['a'\]"):
         joint_index(["a", "b", "a"])
+
+
+def test_operator_requests_arm_stop_and_switch_through_the_core():
+    op = make(unset=["workspace_low"])
+    errors = op.start_errors(False, 0.0)  # dry_run:=false without limits: both errors, still in dry-run
+    assert len(errors) == 2 and errors[1].startswith("dry_run:=false refused: safety limits not set")
+    assert op.request_dry_run(False, 0.0)[0] is False and op.dry_run
+    op = make()
+    assert op.start_errors(True, 0.0) == [] and op.request_dry_run(False, 0.0) == (True, "dry-run OFF (commands go to the robot)")
+    stops = []
+    assert op.operator_estop(lambda: stops.append("armed")) == AdapterOperation.ESTOP_ANSWER and stops == ["armed"]
+    op.stop_if_armed(lambda: stops.append("shutdown"))  # e-stopped: already stopped
+    assert op.adapter.supervisor.estopped and stops == ["armed"]
+    assert op.request_reset_estop() == (True, "e-stop reset; holding at the measured state")
+    op.stop_if_armed(lambda: stops.append("shutdown"))
+    assert stops == ["armed", "shutdown"]
+
+
+def test_source_parameters_switch_and_refuse():
+    op = make()
+    change = [Parameter(name="dry_run", value=True), Parameter(name="source", value=TELEOP_SOURCE)]
+    refusal, switches = op.source_parameters(change)
+    assert refusal == "" and len(switches) == 1 and op.adapter.source == TELEOP_SOURCE
+    change = [Parameter(name="source", value="policy"), Parameter(name="source", value="joystick")]
+    refusal, switches = op.source_parameters(change)
+    assert "unknown chunk source" in refusal and switches[0].startswith("chunk source teleop -> policy")

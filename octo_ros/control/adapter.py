@@ -146,6 +146,10 @@ class AdapterBase:
             "gripper: " + self.gripper.describe(),
         ]
 
+    def gripper_convention(self) -> str:
+        """The gripper mapping in words, as logged at start (recorded with each episode)."""
+        return self.gripper.describe()
+
     # operator controls -----------------------------------------------------------------
     def set_dry_run(self, dry_run: bool) -> None:
         if self.supervisor.dry_run and not dry_run:

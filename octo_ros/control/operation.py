@@ -31,10 +31,13 @@ class AdapterOperation:
     """Chunk intake, tick accounting, operator answers and diagnostics of one adapter core.
 
     ``unset_limits``: the safety-limit parameters the node was not given; while any is missing the
-    robot previews in dry-run and arming is refused (limits are never taken from defaults)."""
+    robot previews in dry-run and arming is refused (limits are never taken from defaults).
+    ``robot``: what arms and resets a robot that has its own checks (a UR's pre-flight checks):
+    ``set_dry_run(dry_run, now)`` and ``reset_estop()``, each '' or why it refused; None: the core alone."""
 
-    def __init__(self, adapter, step_period_s: float, unset_limits=()):
+    def __init__(self, adapter, step_period_s: float, unset_limits=(), robot=None):
         self.adapter = adapter
+        self.robot = robot
         self.step_period_s = step_period_s
         self.unset_limits = list(unset_limits)
         self.last_output: ControlOutput | None = None
@@ -64,12 +67,11 @@ class AdapterOperation:
             return f"safety limits not set ({', '.join(self.unset_limits)}): they are never taken from defaults"
         return ""
 
-    def start_errors(self, dry_run: bool, switch_dry_run) -> list[str]:
-        """The errors to log at start: limits not given, and (``dry_run`` false) why the robot could not
-        be armed. ``switch_dry_run(dry_run) -> str``: the robot's switch ('' or why it refused)."""
+    def start_errors(self, dry_run: bool, now: float) -> list[str]:
+        """The errors to log at start: limits not given, and (``dry_run`` false) why the robot could not be armed."""
         errors = [self.unset_limits_error()]
         if not dry_run:
-            reason = self.arming_refusal() or switch_dry_run(False)
+            reason = self.arming_refusal() or self._switch_dry_run(False, now)
             errors.append(f"dry_run:=false refused: {reason}; staying in dry-run" if reason else "")
         return [e for e in errors if e]
 
@@ -98,6 +100,21 @@ class AdapterOperation:
         self.adapter.set_source(source)
         return f"chunk source {before} -> {source}: holding until its first chunk" if source != before else ""
 
+    def source_parameters(self, params) -> tuple[str, list[str]]:
+        """Apply a ``source`` in a parameter change (objects with ``name`` and ``value``): (why it was
+        refused, '' when it was not; the warnings of the switches made before)."""
+        switches = []
+        for param in params:
+            if param.name != "source":
+                continue
+            try:
+                switched = self.set_source(param.value)
+            except ValueError as err:
+                return str(err), switches
+            if switched:
+                switches.append(switched)
+        return "", switches
+
     # --------------------------------------------------------------- ticks
     def record_tick(self, out: ControlOutput) -> str:
         """Count one control tick's output; its ``~/status`` text. A new kind of hold or e-stop
@@ -124,9 +141,22 @@ class AdapterOperation:
         state = "ON (commands computed, not sent)" if self.dry_run else "OFF (commands go to the robot)"
         return not reason, f"dry-run {state}" if not reason else f"refused: {reason}; dry-run {state}"
 
-    def request_dry_run(self, dry_run: bool, switch_dry_run) -> tuple[bool, str]:
-        """Answer ``~/set_dry_run``: arming is refused while limits are unset, else ``switch_dry_run(dry_run)``."""
-        return self.dry_run_answer((not dry_run and self.arming_refusal()) or switch_dry_run(dry_run))
+    def request_dry_run(self, dry_run: bool, now: float) -> tuple[bool, str]:
+        """Answer ``~/set_dry_run``: arming is refused while limits are unset, else the switch is tried."""
+        return self.dry_run_answer((not dry_run and self.arming_refusal()) or self._switch_dry_run(dry_run, now))
+
+    def _switch_dry_run(self, dry_run: bool, now: float) -> str:
+        if self.robot is not None:
+            return self.robot.set_dry_run(dry_run, now)
+        self.adapter.set_dry_run(dry_run)
+        return ""
+
+    def request_reset_estop(self) -> tuple[bool, str]:
+        """Answer ``~/reset_estop``."""
+        if self.robot is not None:
+            return self.reset_estop_answer(self.robot.reset_estop())
+        self.adapter.reset_estop()
+        return self.reset_estop_answer("")
 
     def operator_estop(self, stop_motion) -> tuple[bool, str]:
         """Answer ``~/estop``: latch the e-stop; an armed robot is stopped at once (``stop_motion()``)."""

@@ -160,6 +160,9 @@ class BimanualAdapter(AdapterBase):
             lines.append(f"{side} arm /{cfg.namespace} ({cfg.arm}) gripper: {self.grippers[side].describe()}")
         return lines
 
+    def gripper_convention(self) -> str:
+        return "; ".join(f"{side}: {gripper.describe()}" for side, gripper in self.grippers.items())
+
     def arm_commands(self, output: ControlOutput) -> tuple[ArmCommand, ArmCommand]:
         """Split a 14-D command into the per-namespace arm and gripper commands."""
         t = output.target

@@ -46,14 +46,18 @@ from octo_ros_msgs.msg import ActionChunk
 class AdapterNodeBase(Node):
     """Chunk input, operator services, status and diagnostics; subclasses own the robot side.
 
-    Subclasses set ``self.adapter`` (the pure core) and ``self.step_period_s``, define
-    ``preview_setup()`` (creates ``self.preview_pub``), ``control_cycle(now) -> ControlOutput`` (one
-    control period: step the core, send what it says to send) and ``publish_preview(out, now)``, and
-    then call :meth:`start` with their control period. Chunk intake, tick accounting, answers and
-    diagnostics are :class:`~octo_ros.control.operation.AdapterOperation`'s (``self.operation``).
+    Subclasses set ``PREVIEW_TYPE`` (the ``~/command_preview`` message), ``self.adapter`` (the pure
+    core) and ``self.step_period_s``, define ``control_cycle(now) -> ControlOutput`` (one control
+    period: step the core, send what it says to send), ``publish_preview(out, now)`` (on
+    ``self.preview_pub``), ``stop_motion()`` (make the robot stop where it is now, on e-stop and
+    shutdown: sending less is not enough, a position-controlled driver keeps moving to the last goal
+    it was given) and ``extra_diagnostics() -> dict``, and then call :meth:`start` with their control
+    period. Chunk intake, tick accounting, answers and diagnostics are
+    :class:`~octo_ros.control.operation.AdapterOperation`'s (``self.operation``).
     """
 
     adapter = None
+    robot = None  # what arms and resets the robot when it has checks of its own (AdapterOperation's ``robot``)
     # the parameters that are safety limits (with the chunk and state timeouts every adapter has)
     LIMIT_PARAMETERS: tuple[str, ...] = ()
 
@@ -68,8 +72,8 @@ class AdapterNodeBase(Node):
     # --------------------------------------------------------------- set-up
     def start(self, control_period_s: float) -> None:
         unset = [n for n in (*TIMEOUT_LIMITS, *self.LIMIT_PARAMETERS) if n not in given_parameters(self)]
-        self.operation = AdapterOperation(self.adapter, self.step_period_s, unset)
-        self.preview_setup()
+        self.operation = AdapterOperation(self.adapter, self.step_period_s, unset, self.robot)
+        self.preview_pub = self.create_publisher(self.PREVIEW_TYPE, "~/command_preview", 10)
         self.status_publisher = self.create_publisher(String, "~/status", 10)
         for topic in ("action_chunk", "teleop/action_chunk"):
             self.create_subscription(ActionChunk, topic, self._on_chunk, 10)
@@ -86,7 +90,7 @@ class AdapterNodeBase(Node):
         self.create_timer(control_period_s, self._on_tick)
         self.create_timer(0.2, self._log_tick_warnings)
         self.create_timer(1.0, self._publish_diagnostics)
-        for error in self.operation.start_errors(self.initial_dry_run, self.apply_dry_run):
+        for error in self.operation.start_errors(self.initial_dry_run, self.now_s()):
             self.get_logger().error(error)
         for line in self.adapter.describe():
             self.get_logger().info(line)
@@ -99,29 +103,9 @@ class AdapterNodeBase(Node):
         return ns_to_seconds(self.get_clock().now().nanoseconds)
 
     # --------------------------------------------------------------- hooks
-    def apply_dry_run(self, dry_run: bool) -> str:
-        """Switch dry-run; '' on success, else why it was refused."""
-        self.adapter.set_dry_run(dry_run)
-        return ""
-
-    def stop_motion(self) -> None:
-        """Make the robot stop where it is now (e-stop, shutdown). Sending less is not
-        enough: a position-controlled driver keeps moving to the last goal it was given."""
-
-    def reset_estop(self) -> str:
-        self.adapter.reset_estop()
-        return ""
-
     @property
     def dry_run(self) -> bool:
         return self.adapter.supervisor.dry_run
-
-    def extra_diagnostics(self) -> dict:
-        return {}
-
-    def gripper_convention(self) -> str:
-        """The gripper mapping in words, as logged at start (recorded with each episode)."""
-        return self.adapter.gripper.describe()
 
     def close(self) -> None:
         """Called once on shutdown, before the node is destroyed: an armed robot is stopped."""
@@ -157,19 +141,13 @@ class AdapterNodeBase(Node):
             self.warnings.warn(key, text)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        for param in params:
-            if param.name != "source":
-                continue
-            try:
-                switched = self.operation.set_source(param.value)
-            except ValueError as err:
-                return SetParametersResult(successful=False, reason=str(err))
-            if switched:
-                self.get_logger().warning(switched)
-        return SetParametersResult(successful=True)
+        refusal, switches = self.operation.source_parameters(params)
+        for switched in switches:
+            self.get_logger().warning(switched)
+        return SetParametersResult(successful=not refusal, reason=refusal)
 
     def _on_set_dry_run(self, request, response):
-        response.success, response.message = self.operation.request_dry_run(bool(request.data), self.apply_dry_run)
+        response.success, response.message = self.operation.request_dry_run(bool(request.data), self.now_s())
         if response.success:  # one severity per logging call site: rclpy raises on a change
             self.get_logger().info(response.message)
         else:
@@ -182,7 +160,7 @@ class AdapterNodeBase(Node):
         return response
 
     def _on_reset_estop(self, request, response):
-        response.success, response.message = self.operation.reset_estop_answer(self.reset_estop())
+        response.success, response.message = self.operation.request_reset_estop()
         self.get_logger().warning(response.message)
         return response
 
@@ -190,5 +168,5 @@ class AdapterNodeBase(Node):
         status, message, values = self.operation.diagnostics(self.scheduling.describe() if self.scheduling else "not set")
         values.update(self.extra_diagnostics())
         # evidence the recorder stores with each episode
-        values.update(adapter_config=parameters_json(self), gripper_convention=self.gripper_convention())
+        values.update(adapter_config=parameters_json(self), gripper_convention=self.adapter.gripper_convention())
         self.diagnostics.publish(CONTROL_LEVELS[status], message, values)

@@ -36,6 +36,7 @@ SIDES = ("left", "right")
 
 
 class BimanualAdapterNode(AdapterNodeBase):
+    PREVIEW_TYPE = JointState
     LIMIT_PARAMETERS = ("left_gripper_open", "left_gripper_close", "right_gripper_open", "right_gripper_close",
                         "gripper_velocity_limit")
 
@@ -64,9 +65,6 @@ class BimanualAdapterNode(AdapterNodeBase):
                                      lambda msg, side=side: self._on_joint_states(side, msg), SENSOR_QOS)
         self.preview_names = [f"{side}_{j}" for side in SIDES for j in (*ARM_JOINTS, "gripper")]
         self.start(config.control_period_s)
-
-    def preview_setup(self) -> None:
-        self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
 
     def _on_joint_states(self, side: str, msg: JointState) -> None:
         topic = self.resolve_topic_name(f"{self.namespaces[side]}/joint_states")
@@ -106,9 +104,6 @@ class BimanualAdapterNode(AdapterNodeBase):
         msg = JointState(name=self.preview_names, position=[float(v) for v in out.target])
         msg.header.stamp = ns_to_stamp(seconds_to_ns(now))
         self.preview_pub.publish(msg)
-
-    def gripper_convention(self) -> str:
-        return "; ".join(f"{side}: {gripper.describe()}" for side, gripper in self.adapter.grippers.items())
 
     def extra_diagnostics(self) -> dict:
         return {"namespaces": f"{self.namespaces['left']}, {self.namespaces['right']}", "bad_joint_states": self.bad_states}

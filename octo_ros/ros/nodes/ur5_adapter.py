@@ -31,6 +31,7 @@ from octo_ros.timebase import seconds_to_ns
 
 
 class UR5AdapterNode(AdapterNodeBase):
+    PREVIEW_TYPE = PoseStamped
     LIMIT_PARAMETERS = ("workspace_low", "workspace_high", "max_step_translation", "max_step_rotation",
                         "max_linear_speed", "max_angular_speed")
 
@@ -51,7 +52,7 @@ class UR5AdapterNode(AdapterNodeBase):
         robot_ip, connect = rtde_connection(
             backend, robot_ip, parameter(self, "fake_initial_pose", list(STANDIN_INITIAL_POSE)))
         self.backend_name = backend
-        self.backend = URRTDEBackend(config, robot_ip, connect=connect)
+        self.robot = self.backend = URRTDEBackend(config, robot_ip, connect=connect)  # pre-flight checks, watchdog
         self.adapter = self.backend.adapter
         self.step_period_s = config.execution.step_period_s
         self.get_logger().info(f"UR backend {backend} ({robot_ip}); servoL at {config.control_frequency_hz:g} Hz")
@@ -63,9 +64,6 @@ class UR5AdapterNode(AdapterNodeBase):
         self.js_pub = self.create_publisher(JointState, "joint_states", 10)
         self.servo_calls = 0
         self.start(config.control_period_s)
-
-    def preview_setup(self) -> None:
-        self.preview_pub = self.create_publisher(PoseStamped, "~/command_preview", 10)
 
     # ----------------------------------------------------------------- control
     def control_cycle(self, now: float) -> ControlOutput:
@@ -100,12 +98,6 @@ class UR5AdapterNode(AdapterNodeBase):
         self.preview_pub.publish(pose_to_msg(out.target, seconds_to_ns(now), self.base_frame))
 
     # ----------------------------------------------------------------- operator
-    def apply_dry_run(self, dry_run: bool) -> str:
-        return self.backend.set_dry_run(dry_run, self.now_s())
-
-    def reset_estop(self) -> str:
-        return self.backend.reset_estop()
-
     def stop_motion(self) -> None:
         # the arm: servoStop now (the controller's fastest stop), not at the next control cycle;
         # a gripper move queued before the e-stop must not run after it

@@ -26,6 +26,7 @@ from octo_ros.timebase import seconds_to_ns, stamp_seconds
 
 
 class WidowXAdapterNode(AdapterNodeBase):
+    PREVIEW_TYPE = JointState
     LIMIT_PARAMETERS = ("workspace_low", "workspace_high", "max_step_translation", "max_step_rotation", "gripper_pwm")
 
     def __init__(self, **kwargs):
@@ -49,9 +50,6 @@ class WidowXAdapterNode(AdapterNodeBase):
         self.bad_states = 0
         self.measured_q: list[float] | None = None
         self.start(config.control_period_s)
-
-    def preview_setup(self) -> None:
-        self.preview_pub = self.create_publisher(JointState, "~/command_preview", 10)
 
     def _on_joint_states(self, msg: JointState) -> None:
         try:
