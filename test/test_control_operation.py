@@ -116,3 +116,16 @@ def test_source_parameters_switch_and_refuse():
     change = [Parameter(name="source", value="policy"), Parameter(name="source", value="joystick")]
     refusal, switches = op.source_parameters(change)
     assert "unknown chunk source" in refusal and switches[0].startswith("chunk source teleop -> policy")
+
+
+def test_the_last_policy_publisher_lost_holds():
+    op = make()
+    op.adapter.set_dry_run(False)
+    op.add_chunk(chunk(), 0.0)
+    assert op.adapter.step(0.0).status is ControlStatus.MOVE
+    assert op.policy_liveliness(1, 1) == "" and op.policy_liveliness(1, -1) == ""  # one publisher still alive
+    why = "policy chunk publisher lost (DDS liveliness: link down or policy gone)"
+    assert op.policy_liveliness(0, -1) == f"hold: {why}"
+    op.adapter.update_joint_state(START_Q, 0.2, gripper_open=True, now=0.2)
+    out = op.adapter.step(0.2)
+    assert out.status is ControlStatus.HOLD and out.reason == why

@@ -9,7 +9,7 @@ timer and what it sends to its robot.
 from __future__ import annotations
 
 from octo_ros.control.safety import ControlOutput, ControlStatus, reason_kind
-from octo_ros.datatypes import ActionChunk
+from octo_ros.datatypes import POLICY_SOURCE, ActionChunk
 from octo_ros.timebase import ns_to_seconds
 
 Warning = tuple[str, str]
@@ -114,6 +114,15 @@ class AdapterOperation:
             if switched:
                 switches.append(switched)
         return "", switches
+
+    def policy_liveliness(self, alive_count: int, alive_count_change: int) -> str:
+        """A liveliness change of the policy's chunk publishers: the last one lost is a cut link or a
+        dead policy, and the core drops its plan and holds. The warning to log, '' when none was lost."""
+        if alive_count == 0 and alive_count_change < 0:
+            why = "policy chunk publisher lost (DDS liveliness: link down or policy gone)"
+            self.adapter.chunk_source_lost(POLICY_SOURCE, why)
+            return f"hold: {why}"
+        return ""
 
     # --------------------------------------------------------------- ticks
     def record_tick(self, out: ControlOutput) -> str:

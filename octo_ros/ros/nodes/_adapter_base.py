@@ -27,7 +27,6 @@ from std_srvs.srv import SetBool, Trigger
 from octo_ros.control.operation import TIMEOUT_LIMITS, AdapterOperation
 from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import SafetyConfig
-from octo_ros.datatypes import POLICY_SOURCE
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
     CHUNK_LIVELINESS_QOS,
@@ -123,11 +122,10 @@ class AdapterNodeBase(Node):
 
     def _on_policy_liveliness(self, info) -> None:
         """The policy's chunk publishers assert liveliness (CHUNK_QOS; publishers offering no lease
-        do not match this monitor): the last one lost is a cut link or a dead policy."""
-        if info.alive_count == 0 and info.alive_count_change < 0:
-            why = "policy chunk publisher lost (DDS liveliness: link down or policy gone)"
-            self.adapter.chunk_source_lost(POLICY_SOURCE, why)
-            self.get_logger().warn(f"hold: {why}")
+        do not match this monitor)."""
+        warning = self.operation.policy_liveliness(info.alive_count, info.alive_count_change)
+        if warning:
+            self.get_logger().warn(warning)
 
     def _on_tick(self) -> None:
         now = self.now_s()
