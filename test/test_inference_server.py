@@ -10,7 +10,7 @@ import pytest
 import torch
 from support.fleet_windows import synthetic_window, two_dataset_checkpoint
 
-from octo_ros.inference.runtime import model_batch
+from octo_ros.inference.runtime import NO_TASK, model_batch
 from octo_ros.inference.server import (
     BatchRow,
     PolicyConfig,
@@ -172,3 +172,14 @@ def test_robots_that_do_not_fit_are_refused_naming_the_mismatch(policy):
         assert "a" not in served.chunks
     finally:
         served.server.close()
+
+
+def test_a_task_is_changed_the_same_way_however_it_arrives(policy):
+    served = Served(policy)
+    served.server.serve("a", RobotConfig("untrained"))
+    assert served.server.set_task("a", instruction="open the drawer").instruction == "open the drawer"
+    task = served.server.set_task("a", goal=GOAL)  # the instruction stays
+    assert task.instruction == "open the drawer" and np.array_equal(task.goals["image_primary"], GOAL)
+    assert served.server.status("a").state == RobotState.WAITING_FOR_OBSERVATION
+    assert served.server.set_task("a", instruction="ignored", clear=True) is NO_TASK
+    assert served.server.status("a").state == RobotState.WAITING_FOR_TASK

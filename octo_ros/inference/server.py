@@ -367,6 +367,14 @@ class PolicyServer:
     def clear_task(self, name: str) -> Task:
         return self._update_task(name, lambda task: NO_TASK)
 
+    def set_task(self, name: str, instruction: str | None = None, goal: np.ndarray | None = None,
+                 clear: bool = False) -> Task:
+        """One change of robot ``name``'s task, however it arrives: cleared, a goal image (RGB) or
+        an instruction; TaskError says why not."""
+        if clear:
+            return self.clear_task(name)
+        return self.instruct(name, instruction) if goal is None else self.set_goal(name, goal)
+
     def _update_task(self, name: str, change: Callable[[Task], Task]) -> Task:
         with self._cond:
             slot = self._slots[name]

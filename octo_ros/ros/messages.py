@@ -5,6 +5,7 @@ No rclpy here: message classes are plain generated Python types.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -19,8 +20,11 @@ from octo_ros.perception.image_codec import decode_image_msg, encode_image
 from octo_ros.sim.tasks import TaskStatus
 from octo_ros.timebase import split_ns, stamp_to_ns
 from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
-from octo_ros_msgs.msg import CameraWindow
+from octo_ros_msgs.msg import CameraWindow, PolicyStatus
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
+
+if TYPE_CHECKING:  # not at run time: the server imports torch, which the other nodes need not load
+    from octo_ros.inference.server import RobotStatus
 
 
 def ns_to_stamp(ns: int) -> Time:
@@ -153,3 +157,13 @@ def task_status_from_msg(msg: DiagnosticStatus) -> TaskStatus:
                           time=float(fields.pop("time")), values=fields)
     except KeyError as missing:
         raise ValueError(f"task status '{msg.name}' lacks {missing}") from None
+
+
+def policy_status_to_msg(status: RobotStatus, model_id: str, stamp: Time) -> PolicyStatus:
+    """A served robot's status as octo_ros_msgs/PolicyStatus, ``header.frame_id`` the robot."""
+    msg = PolicyStatus(state=int(status.state), message=status.message, model_id=model_id,
+                       task_kind=status.task.kind, instruction=status.task.instruction or "",
+                       chunks_published=status.chunks_published, windows_dropped=status.windows_dropped,
+                       latency_p50=status.latency_p50_s, latency_p95=status.latency_p95_s)
+    msg.header.stamp, msg.header.frame_id = stamp, status.name
+    return msg

@@ -9,6 +9,7 @@ set while it runs. Each robot's PolicyStatus on ``~/status`` (``header.frame_id`
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -21,16 +22,11 @@ from octo_ros.inference import server as core
 from octo_ros.inference.runtime import TaskError, log_text
 from octo_ros.perception.image_codec import PerceptionInputError, decode_image_msg
 from octo_ros.ros import support
-from octo_ros.ros.messages import chunk_to_msg, window_from_msg
+from octo_ros.ros.messages import chunk_to_msg, policy_status_to_msg, window_from_msg
 from octo_ros_msgs.msg import ActionChunk as ActionChunkMsg
 from octo_ros_msgs.msg import ObservationWindow as ObservationWindowMsg
 from octo_ros_msgs.msg import PolicyStatus
 from octo_ros_msgs.srv import SetInstruction
-
-
-def answer(response, success: bool, message: str):
-    response.success, response.message = success, message
-    return response
 
 
 class RobotEndpoints:
@@ -40,17 +36,17 @@ class RobotEndpoints:
         topics, private, group = f"/{name}/" if name else "", f"/{name}/policy/" if name else "~/", node.tasks_group
         latched, task = dict(qos_profile=support.LATCHED_QOS, callback_group=group), node.task_input
         self.chunks = node.create_publisher(ActionChunkMsg, topics + "action_chunk", support.CHUNK_QOS)
-        self.status = node.create_publisher(PolicyStatus, private + "status", 10) if name else None
-        self.entities = [self.chunks, *filter(None, [self.status]), node.create_subscription(
+        own = [node.create_publisher(PolicyStatus, private + "status", 10)] if name else []
+        self.status_publishers = [node.status_publisher, *own]  # ~/status, and /R/policy/status
+        self.entities = [self.chunks, *own, node.create_subscription(
             ObservationWindowMsg, topics + "observation_window", lambda m: node.on_window(name, m), support.WINDOW_QOS),
             node.create_subscription(String, topics + "instruction", lambda m: task(name, "instruction topic", m.data),
                                      **latched),
             node.create_subscription(Image, topics + "goal_image", lambda m: task(name, "goal_image", goal=m), **latched),
-            node.create_service(SetInstruction, private + "set_instruction", lambda request, response: answer(
-                response, *task(name, "instruction (~/set_instruction)", request.instruction)), callback_group=group),
-            node.create_service(Trigger, private + "clear_task", lambda _, response: answer(
-                response, task(name, "~/clear_task", clear=True)[0], "task cleared: no actions until a new task is given"),
-                callback_group=group)]
+            node.create_service(SetInstruction, private + "set_instruction", lambda request, response: task(
+                name, "instruction (~/set_instruction)", request.instruction, response=response), callback_group=group),
+            node.create_service(Trigger, private + "clear_task", lambda _, response: task(
+                name, "~/clear_task", clear=True, response=response), callback_group=group)]
 
     def destroy(self, node: Node) -> None:
         for entity in self.entities:  # node.destroy_publisher, destroy_subscription, destroy_service
@@ -111,25 +107,25 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ input
     def task_input(self, robot: str, source: str, instruction: str | None = None, goal: Image | None = None,
-                   clear: bool = False):
+                   clear: bool = False, response=None):
         """The one validation of a task, however it arrives: the task is set (or cleared), or
-        nothing changes and the reason is logged (throttled per source)."""
+        nothing changes and the reason is logged (throttled per source); a service's ``response`` says which."""
         where = f" ({robot})" if robot else ""
         try:
-            if clear:
-                task = self.server.clear_task(robot)
-            elif goal is None:
-                task = self.server.instruct(robot, instruction)
-            else:
-                height, width, _ = self.server.goal_image_shape()  # nothing larger is decoded
-                task = self.server.set_goal(robot, decode_image_msg(goal, height * width))
+            # a goal image is decoded no larger than the model's
+            rgb = None if goal is None else decode_image_msg(goal, math.prod(self.server.goal_image_shape()[:2]))
+            task = self.server.set_task(robot, instruction, rgb, clear)
         except (PerceptionInputError, TaskError) as err:
-            message = f"{source}{where} rejected: {err}; task unchanged"
+            success, message = False, f"{source}{where} rejected: {err}; task unchanged"
             self.warnings.warn(f"task:{robot}:{source}:{type(err).__name__}", message)
-            return False, message
-        self.get_logger().info(f"task{where}: {log_text(task.describe())}")
-        self._publish_status(robot)
-        return True, f"task: {log_text(task.describe())}"
+        else:
+            self.get_logger().info(f"task{where}: {log_text(task.describe())}")
+            self._publish_status(robot)
+            success = True
+            message = "task cleared: no actions until a new task is given" if clear else f"task: {log_text(task.describe())}"
+        if response is not None:
+            response.success, response.message = success, message
+        return response
 
     def on_window(self, robot: str, msg: ObservationWindowMsg) -> None:
         try:
@@ -148,14 +144,9 @@ class PolicyNode(Node):
         status, endpoints = self.server.status(robot), self.robots.get(robot)
         if status is None or endpoints is None:
             return
-        msg = PolicyStatus(state=int(status.state), message=status.message, model_id=self.server.policy.model_id,
-                           task_kind=status.task.kind, instruction=status.task.instruction or "",
-                           chunks_published=status.chunks_published, windows_dropped=status.windows_dropped,
-                           latency_p50=status.latency_p50_s, latency_p95=status.latency_p95_s)
-        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), robot
-        self.status_publisher.publish(msg)
-        if endpoints.status is not None:
-            endpoints.status.publish(msg)
+        msg = policy_status_to_msg(status, self.server.policy.model_id, self.get_clock().now().to_msg())
+        for publisher in endpoints.status_publishers:
+            publisher.publish(msg)
 
     def _publish_statuses(self) -> None:
         for status in self.server.statuses():
