@@ -93,6 +93,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # SIGTERM (a supervisor, `kill`) ends a command as Ctrl-C does, so the node processes a command
     # started (each in its own session) are stopped by its `finally`, not orphaned.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C stops a command even where its parent left SIGINT ignored (an ignored signal stays
+    # ignored across exec: a test process or a shell's background job), as the nodes do.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if extra:
         if not hasattr(args, "assignments") or any(":=" not in item for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
