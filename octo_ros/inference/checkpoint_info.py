@@ -11,14 +11,18 @@ from octo_ros.model.checkpoint import read_example_batch
 from octo_ros.model.native import NATIVE_META, example_batch_spec, is_native
 
 
+def _example_spec(path: str | Path) -> dict:
+    """``{"group/key": (shape, dtype)}`` of the checkpoint's example batch, native or official."""
+    path = Path(path)
+    if is_native(path):
+        return json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
+    return example_batch_spec(read_example_batch(path))
+
+
 def checkpoint_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
     """``{"image_primary": (height, width), ...}`` of an official or native checkpoint; {} when it
     has no example batch."""
-    path = Path(path)
-    if is_native(path):
-        spec = json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
-    else:
-        spec = example_batch_spec(read_example_batch(path))
+    spec = _example_spec(path)
     sizes = {}
     for key, (shape, _) in spec.items():
         group, _, name = key.partition("/")
@@ -29,12 +33,7 @@ def checkpoint_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
 
 def checkpoint_observation_keys(path: str | Path) -> set[str]:
     """The observation inputs of an official or native checkpoint (``image_primary``, ``proprio``, ...)."""
-    path = Path(path)
-    if is_native(path):
-        spec = json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
-    else:
-        spec = example_batch_spec(read_example_batch(path))
-    return {key.split("/")[1] for key in spec if key.startswith("observation/") and key.count("/") == 1}
+    return {key.split("/")[1] for key in _example_spec(path) if key.startswith("observation/") and key.count("/") == 1}
 
 
 def checkpoint_dataset_keys(path: str | Path) -> list[str]:
