@@ -430,6 +430,21 @@ class Recording:
         assert stopped.success, stopped.message
         return stopped
 
+    def answering(self) -> None:
+        """After the recorder process was replaced: wait until the new one answers a call. DDS drops a
+        response the server sends before it matched the client's response reader; under load that
+        matching can take longer than the RMW waits for it, so the call is repeated (discarding
+        nothing: no episode runs yet) until one answer comes back."""
+        deadline = time.monotonic() + 60
+        while True:
+            future = self.stop.call_async(StopEpisode.Request(outcome="discard"))
+            try:
+                self.ros.wait_for(future.done, 5, "an answer from the new recorder")
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def stop_any(self):
         """After a failed case: leave no episode running for the next one."""
         self.ros.call(self.stop, StopEpisode.Request(outcome="discard"), timeout=20)
@@ -596,6 +611,7 @@ def test_recorder_sigkill_mid_episode_then_repair(rec):  # last: it replaces the
     rec.ros.wait_for(lambda: rec.said(f"unfinished bag {bag} (a recorder died)") > 0 and rec.said("recording /rec/seq"),
                      30, "the new recorder up, naming the unfinished bag")
     time.sleep(0.5)  # its subscriptions matched
+    rec.answering()
     report = repair_bag(bag)
     assert report.messages > 0, report
     assert read_episode_metadata(bag)["outcome"] == "incomplete"

@@ -101,7 +101,8 @@ def test_the_graph_gives_the_recorder_the_buffer_s_layout(sim, close_open):
     """Two sources, 14 joints, the normalization of the robot actually driven (sim overlay too)."""
     recorder = next(n for n in describe("bimanual", sim=sim, arguments={"record": "true"}) if n.name == "recorder")
     layout = ProprioLayout.from_dict(json.loads(recorder.parameters["proprio_layout"]))
-    assert [(s.topic, s.prefix) for s in layout.sources] == [(LEFT, "left_"), (RIGHT, "right_")]
+    # relative, as every topic of a robot's graph (the recorder resolves them in its namespace)
+    assert [(s.topic, s.prefix) for s in layout.sources] == [(LEFT[1:], "left_"), (RIGHT[1:], "right_")]
     assert list(layout.joint_names) == [f"{s}_{j}" for s in ("left", "right") for j in [*ARM, "left_finger"]]
     assert layout.normalization == {"left_left_finger": close_open, "right_left_finger": close_open}
     if not sim:

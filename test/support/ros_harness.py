@@ -60,8 +60,12 @@ class NodeProcess:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "w")
+        # pytest puts the repository and test/ on its own sys.path (pytest.ini), not in the
+        # environment: a child importing test helpers (``-m support.…``) needs them there.
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), str(REPO_ROOT / "test"), os.environ.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+            argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": path},
         )
 
     def output(self) -> str:
