@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import (
     ExternalShutdownException,
@@ -37,6 +38,7 @@ from octo_ros.control.chunking import ChunkExecutionConfig
 from octo_ros.control.realtime import make_current_thread_realtime, validate_priority
 from octo_ros.control.safety import ControlStatus, SafetyConfig
 from octo_ros.timebase import ns_to_seconds, seconds_to_ns
+from octo_ros_msgs.msg import ActionChunk
 
 # Cameras and joint states: best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR_QOS = qos_profile_sensor_data
@@ -59,10 +61,16 @@ CHUNK_LIVELINESS_LEASE_S = 0.15
 CHUNK_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                        liveliness=LivelinessPolicy.AUTOMATIC,
                        liveliness_lease_duration=Duration(nanoseconds=int(CHUNK_LIVELINESS_LEASE_S * 1e9)))
-CHUNK_LIVELINESS_QOS = CHUNK_QOS
 # Everything else the recorder subscribes to: reliable, deep enough for bursts between flushes.
 RELIABLE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 QOS_BY_KIND = {"sensor": SENSOR_QOS, "latched": LATCHED_QOS, "reliable": RELIABLE_QOS}
+
+
+def watch_chunk_liveliness(node, topic: str, on_change) -> None:
+    """The liveliness monitor of ``topic``'s chunk publishers: ``on_change(info)`` with rclpy's
+    LivelinessChangedStatus. Publishers offering no lease (tools, tests) do not match it."""
+    node.create_subscription(ActionChunk, topic, lambda _: None, CHUNK_QOS, event_callbacks=SubscriptionEventCallbacks(
+        liveliness=on_change, incompatible_qos=lambda _: None))
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 # The diagnostic levels by the words the pure cores report them with.

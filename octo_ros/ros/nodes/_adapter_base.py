@@ -19,7 +19,6 @@ refused by the core config dataclasses, so the node does not start.
 from __future__ import annotations
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -29,7 +28,6 @@ from octo_ros.control.realtime import REALTIME_PRIORITY, validate_priority
 from octo_ros.control.safety import SafetyConfig
 from octo_ros.ros.messages import chunk_from_msg
 from octo_ros.ros.support import (
-    CHUNK_LIVELINESS_QOS,
     CONTROL_LEVELS,
     DECLARE_GIVEN,
     Diagnostics,
@@ -37,21 +35,18 @@ from octo_ros.ros.support import (
     given_parameters,
     parameter,
     parameters_json,
+    watch_chunk_liveliness,
 )
 from octo_ros.timebase import ns_to_seconds
 from octo_ros_msgs.msg import ActionChunk
 
 
 class AdapterNodeBase(Node):
-    """Chunk input, operator services, status and diagnostics; subclasses own the robot side.
-
-    Subclasses set ``PREVIEW_TYPE`` (the ``~/command_preview`` message), ``self.adapter`` (the pure
-    core) and ``self.step_period_s``, define ``control_cycle(now) -> ControlOutput`` (one control
-    period: step the core, send what it says to send), ``publish_preview(out, now)`` (on
-    ``self.preview_pub``), ``stop_motion()`` (make the robot stop where it is now, on e-stop and
-    shutdown: sending less is not enough, a position-controlled driver keeps moving to the last goal
-    it was given) and ``extra_diagnostics() -> dict``, and then call :meth:`start` with their control
-    period. Chunk intake, tick accounting, answers and diagnostics are
+    """Chunk input, operator services, status and diagnostics; subclasses own the robot side: they
+    set ``PREVIEW_TYPE``, ``self.adapter`` (the pure core) and ``self.step_period_s``, define
+    ``control_cycle(now) -> ControlOutput``, ``publish_preview(out, now)``, ``stop_motion()`` (stop
+    where the robot is now: sending less is not enough, a position-controlled driver keeps moving to
+    its last goal) and ``extra_diagnostics() -> dict``, then call :meth:`start`. The logic is
     :class:`~octo_ros.control.operation.AdapterOperation`'s (``self.operation``).
     """
 
@@ -76,9 +71,7 @@ class AdapterNodeBase(Node):
         self.status_publisher = self.create_publisher(String, "~/status", 10)
         for topic in ("action_chunk", "teleop/action_chunk"):
             self.create_subscription(ActionChunk, topic, self._on_chunk, 10)
-        self.create_subscription(ActionChunk, "action_chunk", lambda _: None, CHUNK_LIVELINESS_QOS,
-                                 event_callbacks=SubscriptionEventCallbacks(
-                                     liveliness=self._on_policy_liveliness, incompatible_qos=lambda _: None))
+        watch_chunk_liveliness(self, "action_chunk", self._on_policy_liveliness)
         # A parameter, not a service: it is set from YAML/launch like every other setting, read back
         # with `ros2 param get`, and changed with `ros2 param set` (std types only, no new srv).
         self.adapter.set_source(parameter(self, "source", self.adapter.source))
@@ -121,8 +114,6 @@ class AdapterNodeBase(Node):
             self.warnings.warn(*warning)
 
     def _on_policy_liveliness(self, info) -> None:
-        """The policy's chunk publishers assert liveliness (CHUNK_QOS; publishers offering no lease
-        do not match this monitor)."""
         warning = self.operation.policy_liveliness(info.alive_count, info.alive_count_change)
         if warning:
             self.get_logger().warn(warning)
