@@ -1,7 +1,7 @@
 """Reach-the-named-block tasks for the table-top arms (WidowX, UR5; no rclpy).
 
-A scene is two or three cubes of distinct colours at random, separated positions on the table, one
-of them named in the instruction ("put the gripper on the red block"), and a random start point for
+A scene is two or three cubes of distinct colours at random, separated positions on the table (or
+in a task's fixed slots, jittered, in random order), one of them named in the instruction ("put the gripper on the red block"), and a random start point for
 the gripper tip. The check is the simulator's: the tip (the point between the fingertips, from the
 arm's forward kinematics) is over the named block's top face, no further than ``success_xy`` from
 its centre, and at most ``success_height`` above it.
@@ -41,10 +41,18 @@ class ReachTaskConfig:
     table_z: float = 0.0
     blocks: tuple[int, int] = (2, 3)  # fewest, most blocks in a scene
     min_separation: float = 0.08  # between block centres
+    # Fixed places the blocks are put in (xy centres, each jittered by up to ``slot_jitter`` per
+    # axis; the colours and which places are used vary); empty: anywhere in the block region.
+    slots: tuple[tuple[float, float], ...] = ()
+    slot_jitter: float = 0.0
     success_xy: float = 0.015
     success_height: float = 0.03  # tip above the block's top face
     rule: EpisodeRule = EpisodeRule(timeout_s=10.0, hold_s=0.6)
     instruction: str = "put the gripper on the {colour} block"
+
+    def __post_init__(self):
+        if self.slots and len(self.slots) < self.blocks[1]:
+            raise ValueError(f"{len(self.slots)} slots for up to {self.blocks[1]} blocks")
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,9 @@ def sample_scene(task: str, config: ReachTaskConfig, seed: int) -> ReachScene:
     n = int(rng.integers(config.blocks[0], config.blocks[1] + 1))
     colours = tuple(str(c) for c in rng.choice(sorted(BLOCK_COLOURS), size=n, replace=False))
     centres: list[np.ndarray] = []
+    if config.slots:
+        for slot in rng.permutation(len(config.slots))[:n]:
+            centres.append(np.asarray(config.slots[slot]) + rng.uniform(-config.slot_jitter, config.slot_jitter, 2))
     while len(centres) < n:  # rejection sampling; the regions are several separations wide
         c = rng.uniform(config.block_low, config.block_high)
         if all(np.linalg.norm(c - o) >= config.min_separation for o in centres):

@@ -33,11 +33,15 @@ DEFAULT_OBJECTS = (
 )
 
 # The task scenes lie inside widowx_adapter's workspace box (Octo's WidowX eval bounds) and in
-# view of the camera; the tip starts around Bridge's start pose (0.3, 0, 0.15).
+# view of the camera; the tip starts around Bridge's start pose (0.3, 0, 0.15). The blocks take
+# three of a triangle of slots (jittered by 1 cm): the shipped demo policy, trained from random
+# weights on this CPU, learns which slot holds the named colour; blocks anywhere need far more
+# scenes than the demonstrations collected here (tools/train_demo_policy.sh) give.
 TASKS = {
     "reach_block": ReachTaskConfig(block_low=(0.22, -0.10), block_high=(0.40, 0.18),
                                    start_low=(0.26, -0.05, 0.12), start_high=(0.34, 0.08, 0.18),
-                                   block_half=0.025, min_separation=0.09),
+                                   block_half=0.025, min_separation=0.09,
+                                   slots=((0.27, -0.06), (0.35, 0.05), (0.27, 0.15)), slot_jitter=0.01),
 }
 DEFAULT_TASK = "reach_block"
 
@@ -51,9 +55,9 @@ class WidowXSimConfig:
     image_width: int = 640
     image_height: int = 480
     # Fixed camera: in front of and above the robot, looking at the workspace (Bridge-like).
-    camera_eye: tuple[float, float, float] = (0.95, -0.45, 0.62)
-    camera_target: tuple[float, float, float] = (0.25, 0.0, 0.08)
-    camera_fovy_deg: float = 50.0
+    camera_eye: tuple[float, float, float] = (0.70, -0.32, 0.55)
+    camera_target: tuple[float, float, float] = (0.30, 0.04, 0.0)
+    camera_fovy_deg: float = 40.0
     objects: tuple[Box, ...] = field(default_factory=lambda: DEFAULT_OBJECTS)
 
 
