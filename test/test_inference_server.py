@@ -50,7 +50,7 @@ def reference(policy, win, instruction=None, goal=None, key="untrained"):
     """What one robot's own, unbatched call gives: the plain OctoPolicy API."""
     tasks = policy.create_tasks(texts=[instruction] if instruction else None,
                                 goals={"image_primary": goal[None]} if goal is not None else None)
-    obs = model_batch(win, policy.observation_keys, policy.max_window, policy.proprio_statistics(key))
+    obs = model_batch(win, policy.observation_keys, policy.window_size, policy.proprio_statistics(key))
     out = policy.sample_actions(obs, tasks, dataset_key=key, generator=torch.Generator().manual_seed(SEED))
     return out.normalized[0], out.unnormalized[0]
 
@@ -71,7 +71,7 @@ def test_a_batch_row_equals_the_robots_own_call(request, head):
         win = window(seed)
         tasks = policy.create_tasks(texts=[text] if text else None, goals={"image_primary": goal[None]} if goal is not None else None)
         stats = select_statistics(policy.dataset_statistics, key)
-        rows.append(BatchRow(model_batch(win, policy.observation_keys, policy.max_window, stats["proprio"]), tasks,
+        rows.append(BatchRow(model_batch(win, policy.observation_keys, policy.window_size, stats["proprio"]), tasks,
                              stats["action"], torch.Generator().manual_seed(SEED)))
         expected.append(reference(policy, win, text, goal, key))
     got = sample_batch(policy, rows)
@@ -183,3 +183,33 @@ def test_a_task_is_changed_the_same_way_however_it_arrives(policy):
     assert served.server.status("a").state == RobotState.WAITING_FOR_OBSERVATION
     assert served.server.set_task("a", instruction="ignored", clear=True) is NO_TASK
     assert served.server.status("a").state == RobotState.WAITING_FOR_TASK
+
+
+def test_the_model_gets_the_window_it_was_trained_with(tmp_path):
+    """A checkpoint trained on one-step windows, served the buffer's two-step windows: the model
+    sees the newest step only, at the timestep position it learned (``max_horizon`` is a bound)."""
+    from octo_ros.model.testing import make_random_checkpoint, write_tokenizer
+
+    path = tmp_path / "one_step"
+    make_random_checkpoint(path, "tiny", cameras=("primary",), head="l1", proprio_dim=3, window_size=1, dataset="untrained")
+    write_tokenizer(path)
+    one_step = OctoPolicy.load(str(path), tokenizer=str(path / "spiece.model"))
+    assert one_step.window_size == 1 < one_step.max_window
+    served = Served(one_step, batching_window_s=0.0)
+    served.server.serve("r", RobotConfig(dataset_statistics_key="untrained"))
+    served.server.instruct("r", "pick up the spoon")
+    served.server.start()
+    try:
+        win = window(7, stamp_ns=50_000)
+        served.server.put_window("r", win)
+        chunk = served.wait("r", 1)
+    finally:
+        served.server.close()
+    tasks = one_step.create_tasks(texts=["pick up the spoon"])
+
+    def actions(steps):
+        obs = model_batch(win, one_step.observation_keys, steps, one_step.proprio_statistics("untrained"))
+        return one_step.sample_actions(obs, tasks, dataset_key="untrained").unnormalized[0]
+
+    np.testing.assert_allclose(chunk.actions, actions(1), atol=TOLERANCE)
+    assert not np.allclose(actions(1), actions(2), atol=TOLERANCE), "both windows give the same actions: nothing tested"

@@ -69,7 +69,7 @@ class Fleet:
         """The robot's own unbatched call on the window the chunk is stamped with."""
         window = synthetic_window(SEEDS[robot], chunk.stamp_ns)  # what the robot's source published at that stamp
         key = KEYS[robot]
-        obs = model_batch(window, self.policy.observation_keys, self.policy.max_window, self.policy.proprio_statistics(key))
+        obs = model_batch(window, self.policy.observation_keys, self.policy.window_size, self.policy.proprio_statistics(key))
         return self.policy.sample_actions(obs, self.policy.create_tasks(texts=[text]), dataset_key=key).unnormalized[0]
 
     def check(self, robot, chunks, text):

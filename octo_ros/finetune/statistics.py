@@ -10,6 +10,8 @@ from octo_ros.recording.export import gripper_mask
 
 from .lerobot import EpisodeData
 
+CONSTANT_STD = 1e-6  # population std at or below this: the dimension never varied in the data
+
 
 def _six(x: np.ndarray) -> dict:
     """mean, std (population), max, min, p99, p01 per dimension, as ``get_dataset_statistics``."""
@@ -29,6 +31,11 @@ def compute_statistics(episodes: Sequence[EpisodeData], action_names: List[str],
     stats = {"action": {**_six(actions), "mask": [bool(m) for m in mask]}}
     if proprio:
         stats["proprio"] = _six(np.concatenate([e.state for e in episodes]))
+        # A dimension constant over the data (a joint the operator never turned, a gripper never
+        # closed) is scaled by 1, not by its std 0: (x - mean) / (0 + 1e-8) would turn a
+        # micro-radian of IK or encoder noise at deployment into a value of hundreds, which the
+        # model never saw (in training the dimension is 0 either way).
+        stats["proprio"]["std"] = [s if s > CONSTANT_STD else 1.0 for s in stats["proprio"]["std"]]
     stats["num_transitions"] = int(len(actions))
     stats["num_trajectories"] = int(len(episodes))
     return stats

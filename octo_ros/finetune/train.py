@@ -490,7 +490,10 @@ class Finetuner:
                 d = self.out / str(t.encoder)
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "config.json").write_text(json.dumps(dict(dataclasses.asdict(t.t5), model_type="t5")))
-        source = {"format": "native", "finetuned_from": self.source, "step": self.step}
+        # which camera inputs saw the random resized crop: the observation buffer applies its
+        # average (Octo's eval-time crop) to those only
+        crop = {f"image_{c.name}": bool(self.cfg.image_augmentation and aug.for_camera(c.name).crop) for c in self.cameras}
+        source = {"format": "native", "finetuned_from": self.source, "step": self.step, "average_crop": crop}
         save_native(self.out / "native", module, stats, example_batch_spec(self.example_batch), source=source)
         if self.tokenizer_file is not None:  # the policy node finds a tokenizer shipped in the checkpoint folder
             for d in (self.out, self.out / "native"):

@@ -1,6 +1,6 @@
 """Facts about a checkpoint that nodes other than the policy need, without loading the model:
-the image size of each camera input (from the example batch), the datasets it has statistics
-for, and a content hash (the evidence recorded with every episode)."""
+the image size of each camera input (from the example batch) and whether it takes Octo's average
+crop, the datasets it has statistics for, and a content hash (the evidence recorded with every episode)."""
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +29,21 @@ def checkpoint_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
         if group == "observation" and name.startswith("image_") and "/" not in name:
             sizes[name] = (int(shape[2]), int(shape[3]))  # (batch, window, height, width, channels)
     return sizes
+
+
+def checkpoint_average_crop(path: str | Path) -> dict[str, bool]:
+    """``{"image_primary": True, ...}``: which camera inputs were trained with the random resized
+    crop (so take its average at deployment), where the checkpoint says: an octo_ros fine-tune
+    records it, an official checkpoint's ``config.json`` lists ``random_resized_crop`` in its
+    ``image_augment_kwargs``. {} when it does not say."""
+    path = Path(path)
+    if is_native(path):
+        return dict(json.loads((path / NATIVE_META).read_text()).get("source", {}).get("average_crop", {}))
+    config = path / "config.json"
+    augment = json.loads(config.read_text()).get("dataset_kwargs", {}).get("frame_transform_kwargs", {}).get(
+        "image_augment_kwargs", {}) if config.is_file() else {}
+    return {f"image_{name}": "random_resized_crop" in kwargs.get("augment_order", ())
+            for name, kwargs in augment.items() if isinstance(kwargs, dict)}
 
 
 def checkpoint_observation_keys(path: str | Path) -> set[str]:

@@ -532,7 +532,9 @@ class PolicyServer:
             tensors = self.policy.create_tasks(texts=[task.instruction] if task.instruction else None,
                                                goals={k: v[None] for k, v in task.goals.items()} if task.goals else None)
             slot.task_tensors = (task, tensors)
-        observations = model_batch(window, self.policy.observation_keys, self.policy.max_window, slot.proprio_statistics)
+        # the newest steps of the window the model was trained with: a longer window would put the
+        # newest frame at a timestep position the model never learned (max_horizon is only a bound)
+        observations = model_batch(window, self.policy.observation_keys, self.policy.window_size, slot.proprio_statistics)
         return BatchRow(observations, slot.task_tensors[1], slot.action_statistics, slot.generator)
 
     def _run(self, group: list) -> None:

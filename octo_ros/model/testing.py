@@ -157,6 +157,7 @@ def make_random_checkpoint(
     language: bool = True,
     dataset: str = "bridge_dataset",
     write_t5_config: bool = True,
+    window_size: int = 2,
 ):
     """Build a randomly initialised Octo model in PyTorch and write it in the official layout.
 
@@ -164,7 +165,7 @@ def make_random_checkpoint(
     architectures with a t5-base encoder).  Returns ``(path, module)`` with the in-memory model.
     """
     path = Path(path)
-    config = make_config(size, cameras, head, action_dim, action_horizon, proprio_dim, language)
+    config = make_config(size, cameras, head, action_dim, action_horizon, proprio_dim, language, window_size)
     image_sizes = config.pop("image_sizes")
     tiny_t5 = SIZES.get(size, {}).get("t5") == "t5_tiny"
     if language and tiny_t5 and write_t5_config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from interbotix_xs_msgs.msg import JointGroupCommand
+from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from std_msgs.msg import String
 
 from octo_ros.evaluation import HoldTracker
@@ -38,6 +38,9 @@ class Evaluator(Operator):
         commands = f"{widowx_driver_namespace(graph.specs)}/commands/joint_group"
         self.node.create_subscription(JointGroupCommand, commands, self._on_command, 50)
         self.joints = self.node.create_publisher(JointGroupCommand, commands, 10)
+        self.gripper = self.node.create_publisher(JointSingleCommand, commands.replace("joint_group", "joint_single"), 10)
+        adapter = next(s for s in graph.specs if s.name == ADAPTERS[robot])
+        self.gripper_open_pwm = float(adapter.parameters.get("gripper_pwm", WidowXConfig().gripper.robot_open))
 
     def _on_adapter(self, msg) -> None:
         with self._lock:
@@ -78,7 +81,9 @@ class Evaluator(Operator):
         return reply.message
 
     def move_arm(self, q) -> None:
+        """Arm joints to ``q`` and the gripper open (PWM), as the demonstrations start."""
         self.joints.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in q]))
+        self.gripper.publish(JointSingleCommand(name="gripper", cmd=self.gripper_open_pwm))
 
     def instruct(self, instruction: str) -> None:
         from octo_ros_msgs.srv import SetInstruction

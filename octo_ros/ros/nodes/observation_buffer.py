@@ -54,15 +54,17 @@ class ObservationBufferNode(Node):
         super().__init__("observation_buffer", **DECLARE_GIVEN, **kwargs)
         inputs = parameter(self, "camera_inputs", ["image_primary"])
         checkpoint = parameter(self, "checkpoint", "")
-        model_sizes = {}
+        model_sizes, model_crops = {}, {}
         if checkpoint:
             # here, not at the top: it loads the model package (torch), for a checkpoint only
-            from octo_ros.inference.checkpoint_info import checkpoint_image_sizes
+            from octo_ros.inference.checkpoint_info import checkpoint_average_crop, checkpoint_image_sizes
 
-            model_sizes = checkpoint_image_sizes(checkpoint)
+            model_sizes, model_crops = checkpoint_image_sizes(checkpoint), checkpoint_average_crop(checkpoint)
         cameras = []
         for name in inputs:
             camera = CameraInputConfig.standard(name, parameter(self, f"cameras.{name}.topic", f"{name}/image_raw"))
+            if name in model_crops:  # the checkpoint says how it was trained; a given parameter still wins
+                camera = replace(camera, average_crop=model_crops[name])
             camera = replace(camera, **config_parameters(self, camera, ("average_crop",), prefix=f"cameras.{name}."),
                              **self._camera_size(name, model_sizes.get(name)))
             cameras.append(camera)
