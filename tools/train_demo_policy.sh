@@ -16,8 +16,9 @@
 # joint states say where the gripper is), no image augmentation (the simulator renders the same at
 # evaluation; the checkpoint then tells the observation buffer to skip Octo's average crop): about
 # 27 min at 3.7 steps/s with 2 threads on a quiet 2-core Xeon (AVX-512). Results (seeds 1000-):
-# 3000 steps (one thread) 2/6 successes, 6000 steps 2/13; the policy goes to a slot holding a
-# block and descends, but picks the named colour only about half of the time and stops 1-3 cm off.
+# 3000 steps (one thread) 3/20 successes, 6000 steps 2/13 run, random weights 0/10; the policy
+# goes to a slot holding a block and descends, but picks the named colour only about half of the
+# time and stops 1-3 cm off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/train_demo_policy}

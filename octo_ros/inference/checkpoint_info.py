@@ -11,11 +11,15 @@ from octo_ros.model.checkpoint import read_example_batch
 from octo_ros.model.native import NATIVE_META, example_batch_spec, is_native
 
 
+def _native_meta(path: Path) -> dict:
+    return json.loads((path / NATIVE_META).read_text())
+
+
 def _example_spec(path: str | Path) -> dict:
     """``{"group/key": (shape, dtype)}`` of the checkpoint's example batch, native or official."""
     path = Path(path)
     if is_native(path):
-        return json.loads((path / NATIVE_META).read_text()).get("example_batch_spec", {})
+        return _native_meta(path).get("example_batch_spec", {})
     return example_batch_spec(read_example_batch(path))
 
 
@@ -38,7 +42,7 @@ def checkpoint_average_crop(path: str | Path) -> dict[str, bool]:
     ``image_augment_kwargs``. {} when it does not say."""
     path = Path(path)
     if is_native(path):
-        return dict(json.loads((path / NATIVE_META).read_text()).get("source", {}).get("average_crop", {}))
+        return dict(_native_meta(path).get("source", {}).get("average_crop", {}))
     config = path / "config.json"
     augment = json.loads(config.read_text()).get("dataset_kwargs", {}).get("frame_transform_kwargs", {}).get(
         "image_augment_kwargs", {}) if config.is_file() else {}
@@ -55,7 +59,7 @@ def checkpoint_dataset_keys(path: str | Path) -> list[str]:
     """The dataset-statistics keys of an official or native checkpoint ([] when it has none)."""
     path = Path(path)
     if is_native(path):
-        return list(json.loads((path / NATIVE_META).read_text()).get("dataset_statistics", {}))
+        return list(_native_meta(path).get("dataset_statistics", {}))
     stats = path / "dataset_statistics.json"
     return list(json.loads(stats.read_text())) if stats.is_file() else []
 

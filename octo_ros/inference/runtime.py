@@ -53,8 +53,7 @@ def model_batch(window: ObservationWindow, observation_keys: Collection[str], ma
                 proprio_statistics: Mapping | None = None) -> dict[str, np.ndarray]:
     """The observations ``OctoPolicy.sample_actions`` takes from one window: the inputs the model
     has (``image_*``, ``proprio``) and ``timestep_pad_mask``, the newest ``max_window`` steps (the
-    model's trained window),
-    with a leading batch axis of 1. Proprio is normalized with the checkpoint's ``proprio``
+    window the model was trained with), with a leading batch axis of 1. Proprio is normalized with the checkpoint's ``proprio``
     statistics, as Octo's training pipeline normalized it (the official ``NormalizeProprio``)."""
     keep = min(window.window_size, max_window)
     obs = {name: frames[None, -keep:] for name, frames in window.images.items() if name in observation_keys}

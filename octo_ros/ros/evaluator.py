@@ -35,10 +35,10 @@ class Evaluator(Operator):
         super().__init__(robot, graph, (ADAPTERS[robot], SIMULATORS[robot]), node_name="octo_ros_evaluate")
         self.node.create_subscription(String, f"{self.adapter}/status", self._on_adapter, 50)
         self.node.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
-        commands = f"{widowx_driver_namespace(graph.specs)}/commands/joint_group"
-        self.node.create_subscription(JointGroupCommand, commands, self._on_command, 50)
-        self.joints = self.node.create_publisher(JointGroupCommand, commands, 10)
-        self.gripper = self.node.create_publisher(JointSingleCommand, commands.replace("joint_group", "joint_single"), 10)
+        commands = f"{widowx_driver_namespace(graph.specs)}/commands"
+        self.node.create_subscription(JointGroupCommand, f"{commands}/joint_group", self._on_command, 50)
+        self.joints = self.node.create_publisher(JointGroupCommand, f"{commands}/joint_group", 10)
+        self.gripper = self.node.create_publisher(JointSingleCommand, f"{commands}/joint_single", 10)
         adapter = next(s for s in graph.specs if s.name == ADAPTERS[robot])
         self.gripper_open_pwm = float(adapter.parameters.get("gripper_pwm", WidowXConfig().gripper.robot_open))
 

@@ -1,8 +1,8 @@
 """Reach-the-named-block tasks for the table-top arms (WidowX, UR5; no rclpy).
 
 A scene is two or three cubes of distinct colours at random, separated positions on the table (or
-in a task's fixed slots, jittered, in random order), one of them named in the instruction ("put the gripper on the red block"), and a random start point for
-the gripper tip. The check is the simulator's: the tip (the point between the fingertips, from the
+in a task's fixed slots, jittered, in random order), one of them named in the instruction ("put
+the gripper on the red block"), and a random start point for the gripper tip. The check is the simulator's: the tip (the point between the fingertips, from the
 arm's forward kinematics) is over the named block's top face, no further than ``success_xy`` from
 its centre, and at most ``success_height`` above it.
 

@@ -34,9 +34,9 @@ DEFAULT_OBJECTS = (
 
 # The task scenes lie inside widowx_adapter's workspace box (Octo's WidowX eval bounds) and in
 # view of the camera; the tip starts around Bridge's start pose (0.3, 0, 0.15). The blocks take
-# three of a triangle of slots (jittered by 1 cm): the shipped demo policy, trained from random
-# weights on this CPU, learns which slot holds the named colour; blocks anywhere need far more
-# scenes than the demonstrations collected here (tools/train_demo_policy.sh) give.
+# three of a triangle of slots (jittered by 1 cm): a policy trained from random weights on this
+# CPU (tools/train_demo_policy.sh) has to learn which slot holds the named colour, not where on
+# the table a block lies, which would take far more scenes than the demonstrations collected here.
 TASKS = {
     "reach_block": ReachTaskConfig(block_low=(0.22, -0.10), block_high=(0.40, 0.18),
                                    start_low=(0.26, -0.05, 0.12), start_high=(0.34, 0.08, 0.18),
