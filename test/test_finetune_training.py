@@ -243,3 +243,11 @@ def test_gradient_accumulation_averages_the_micro_batch_gradients(data, tmp_path
     assert sum(float(g.abs().sum()) for g in accumulated.values()) > 0
     for n in tuner.trainable:
         torch.testing.assert_close(accumulated[n], expected[n], rtol=1e-5, atol=1e-7)
+
+
+def test_instructions_the_tokenizer_cannot_tell_apart_are_refused(data, tmp_path):
+    """Words outside the tokenizer's vocabulary are <unk>: two such tasks would train as one."""
+    ds = make_lerobot_dataset(tmp_path / "ds", episodes=2, steps=8, seed=3,
+                              instructions=("put the gripper on the mauve block", "put the gripper on the teal block"))
+    with pytest.raises(FinetuneError, match=r"the instructions '.*(mauve|teal) block' and '.*(teal|mauve) block' give the same tokens"):
+        finetune(quick(data, tmp_path / "x", datasets=[str(ds)]))

@@ -76,3 +76,25 @@ def test_policy_from_the_robot_config_uses_the_checkpoint_folder_offline(ros, tm
     reply = ros.call(client, SetInstruction.Request(instruction="put the spoon in the bowl"), timeout=30)
     assert reply.success, reply.message + proc.output()
     assert f"tokenizer {checkpoint / 'spiece.model'} (checkpoint folder)" in proc.output()
+
+
+def test_every_simulated_task_instruction_is_in_the_vocabulary(tmp_path):
+    """The checkpoints octo_ros writes (tests, tools/train_demo_policy.sh) tokenize each simulated
+    task's instructions without <unk>, and distinct instructions into distinct tokens: with
+    'green' and 'yellow' outside the vocabulary a policy was trained to reach one of two blocks
+    that the instruction could not tell apart."""
+    import sentencepiece as spm
+
+    from octo_ros.robots.bimanual.sim import TASKS as BIMANUAL
+    from octo_ros.robots.ur5.sim import TASKS as UR5
+    from octo_ros.robots.widowx.sim import TASKS as WIDOWX
+    from octo_ros.sim.reach import BLOCK_COLOURS
+
+    sp = spm.SentencePieceProcessor(model_file=str(write_tokenizer(tmp_path)))
+    texts = {spec.instruction for spec in BIMANUAL.values()}
+    texts |= {config.instruction.format(colour=c) for config in (*UR5.values(), *WIDOWX.values()) for c in BLOCK_COLOURS}
+    encoded = {text: tuple(sp.encode(text)) for text in texts}
+    assert len(texts) == len(BLOCK_COLOURS) + 1
+    for text, ids in encoded.items():
+        assert sp.unk_id() not in ids, f"{text!r}: {sp.encode(text, out_type=str)} has an <unk>"
+    assert len(set(encoded.values())) == len(texts)

@@ -132,6 +132,19 @@ def _find_tokenizer(cfg: FinetuneConfig) -> tuple:
     return None, None
 
 
+def _refuse_merged_instructions(texts: Sequence[str], input_ids: np.ndarray, tokenizer) -> None:
+    """Distinct instructions must reach the model as distinct tokens: words outside a tokenizer's
+    vocabulary become <unk> (and long ones are cut at the model's token count), which would train
+    one policy for two tasks."""
+    seen: Dict[bytes, str] = {}
+    for text, ids in zip(texts, np.asarray(input_ids)):
+        other = seen.setdefault(ids.tobytes(), text)
+        if other != text:
+            raise FinetuneError(f"the instructions {other!r} and {text!r} give the same tokens with the tokenizer {tokenizer} "
+                                f"({ids.tolist()}): words outside its vocabulary, or beyond the model's {len(ids)} "
+                                "language tokens; use a tokenizer that tells them apart (--tokenizer)")
+
+
 def _camera_keys(model_cameras: Sequence[str], datasets: Sequence[LeRobotDataset], explicit: Dict[str, str]) -> Dict[str, str]:
     """Model camera name -> dataset camera key (explicit ``--camera``, or the key named like the
     camera, or the only camera of the dataset for ``primary``)."""
@@ -315,6 +328,7 @@ class Finetuner:
         else:
             self.text_tokenizer.max_length = self.module.token_counts.get("task_language", 16)
             tokens = self.text_tokenizer(texts)
+            _refuse_merged_instructions(texts, tokens["input_ids"], self.tokenizer_file or self.cfg.tokenizer or self.cfg.checkpoint)
         self.tokens = tokens
         tok = next(t for t in self.module.transformer.task_tokenizers.values() if t.t5 is not None)
         with torch.no_grad():

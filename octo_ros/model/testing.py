@@ -220,18 +220,24 @@ INSTRUCTIONS = [
     "transfer the cube to the other arm", "insert the peg into the socket", "move the block to the left",
     "stack the red block on the blue block", "wipe the table", "fold the cloth", "push the button",
     "place the carrot on the plate", "put the eggplant in the pot", "sweep the beans into the dustpan",
+    "pick up the red cube with the right arm",  # the bimanual simulator's task
 ]
 
 MARKER = "octo_ros_untrained.json"
-TOKENIZER_VERSION = 2  # bump when write_tokenizer changes, so cached checkpoints are rewritten
+TOKENIZER_VERSION = 3  # bump when write_tokenizer changes, so cached checkpoints are rewritten
 
 
 def write_tokenizer(path: Path) -> Path:
+    """A word-level sentencepiece model whose vocabulary holds every word of INSTRUCTIONS and of the
+    simulated tasks: a word outside it is <unk>, and instructions differing only in such words (the
+    green and the yellow block) would reach the model as one."""
     import sentencepiece as spm
+
+    from octo_ros.sim.reach import reach_instructions
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(INSTRUCTIONS * 20), model_writer=model, vocab_size=64, pad_id=0, eos_id=1,
+        sentence_iterator=iter((INSTRUCTIONS + reach_instructions()) * 20), model_writer=model, vocab_size=64, pad_id=0, eos_id=1,
         unk_id=2, bos_id=-1, model_type="word", hard_vocab_limit=False, minloglevel=2)
     target = path / "spiece.model"
     target.write_bytes(model.getvalue())

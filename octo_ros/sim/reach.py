@@ -27,6 +27,12 @@ BLOCK_COLOURS = {
     "blue": (35, 80, 215),
     "yellow": (235, 200, 30),
 }
+INSTRUCTION = "put the gripper on the {colour} block"
+
+
+def reach_instructions(template: str = INSTRUCTION) -> list[str]:
+    """Every instruction a reach task can give (one per colour)."""
+    return [template.format(colour=colour) for colour in BLOCK_COLOURS]
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class ReachTaskConfig:
     success_xy: float = 0.015
     success_height: float = 0.03  # tip above the block's top face
     rule: EpisodeRule = EpisodeRule(timeout_s=10.0, hold_s=0.6)
-    instruction: str = "put the gripper on the {colour} block"
+    instruction: str = INSTRUCTION
 
     def __post_init__(self):
         if self.slots and len(self.slots) < self.blocks[1]:
