@@ -182,7 +182,11 @@ def make_random_checkpoint(
     module = OctoModule(cfg, counts, channels)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or ".norms." in name and name.endswith("weight"):
+            if p.ndim == 1 and name.endswith(".weight") and any("norm" in part for part in name.split(".")[:-1]):
+                # every norm's scale (blocks, stem, the transformer's and the MAP head's final
+                # LayerNorm, T5's RMSNorms) near 1, as flax and T5 initialise them: a scale near 0
+                # starves what follows of signal (the frozen T5 would give the model tiny, nearly
+                # identical instruction tokens)
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             elif p.ndim == 1:
                 p.copy_(0.02 * torch.randn(p.shape, generator=gen))
