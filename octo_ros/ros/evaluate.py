@@ -27,28 +27,36 @@ import numpy as np
 
 from octo_ros.evaluation import EpisodeResult, HoldTracker, classify, evidence_markdown, parse_seeds, summarize
 
-# The tasks an evaluation can run: robot -> (tasks, default task).
-EVALUATED_ROBOTS = ("widowx",)
+EVALUATED_ROBOTS = ("widowx", "bimanual")
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "robots" / "widowx" / "demo_policy"
 UNTRAINED = "untrained"
 LOG_NAME = "graph.log"
 
 
 def robot_tasks(robot: str):
+    """(tasks, default task) of a robot's simulator."""
     if robot == "widowx":
         from octo_ros.robots.widowx.sim import DEFAULT_TASK, TASKS
+    elif robot == "bimanual":
+        from octo_ros.robots.bimanual.sim import DEFAULT_TASK, TASKS
     else:
         raise ValueError(f"octo-ros evaluate runs the {', '.join(EVALUATED_ROBOTS)} tasks; {robot!r} has none yet")
     return TASKS, DEFAULT_TASK
 
 
-def resolve_checkpoint(name: str, out: Path) -> Path:
-    """``demo``: the shipped policy; ``untrained``: random weights of the same tiny architecture
-    (written into OUT); else a checkpoint folder."""
+def resolve_checkpoint(name: str, out: Path, robot: str = "widowx") -> Path:
+    """``demo``: the shipped (WidowX) policy; ``untrained``: random weights of a tiny Octo with the
+    robot's action layout (written into OUT); else a checkpoint folder."""
     if name == "demo":
+        if robot != "widowx":
+            raise ValueError(f"no {robot} policy ships (only the WidowX one: octo_ros/robots/widowx/demo_policy)")
         if not (DEMO_CHECKPOINT / "octo_ros.json").is_file():
             raise ValueError(f"no shipped demo policy at {DEMO_CHECKPOINT}: tools/train_demo_policy.sh makes one")
         return DEMO_CHECKPOINT
+    if name == UNTRAINED and robot == "bimanual":
+        from octo_ros.ros.demo import demo_checkpoint
+
+        return demo_checkpoint(out / "untrained_checkpoint")
     if name == UNTRAINED:
         from octo_ros.model.testing import make_untrained_checkpoint
 
@@ -70,7 +78,7 @@ def evaluation_specs(robot: str, task: str, checkpoint: Path, out: Path, assignm
     keys = checkpoint_dataset_keys(checkpoint)
     if assignments.get("dataset_statistics_key") is None and len(keys) == 1:
         arguments["dataset_statistics_key"] = keys[0]  # a fine-tuned or untrained checkpoint knows one dataset
-    if "proprio" in checkpoint_observation_keys(checkpoint):
+    if robot == "widowx" and "proprio" in checkpoint_observation_keys(checkpoint):
         # fine-tuned on episodes `octo-ros collect` recorded: observation.state is the driver's joint_states
         from octo_ros.robots.interbotix.kinematics import JOINT_STATE_NAMES
 
@@ -99,13 +107,34 @@ def software_version() -> str:
     return f"octo_ros {v}" + (f" ({commit})" if commit else "")
 
 
+def _bimanual_adapter_evidence(given: dict) -> tuple[dict, str]:
+    from octo_ros.robots.bimanual.adapter import BimanualConfig
+
+    core = BimanualConfig()
+    ex = core.execution
+    adapter = {"control_period": core.control_period_s, "step_period": ex.step_period_s,
+               "execution_mode": getattr(ex.mode, "value", ex.mode), "exec_horizon": ex.exec_horizon,
+               "ensemble_horizon": ex.ensemble_horizon, "exp_weight": ex.exp_weight,
+               "chunk_timeout": core.safety.chunk_timeout_s, "state_timeout": core.safety.state_timeout_s}
+    for side in ("left", "right"):
+        arm = getattr(core, side)
+        adapter.update({f"{side}_namespace": arm.namespace, f"{side}_gripper_open": arm.gripper_open_rad,
+                        f"{side}_gripper_close": arm.gripper_close_rad})
+    adapter.update({k: v for k, v in given.items() if k in adapter})
+    gripper = "; ".join(f"{side}: policy gripper 1 = open -> {adapter[f'{side}_gripper_open']} rad, 0 = closed -> "
+                        f"{adapter[f'{side}_gripper_close']} rad (gripper joint)" for side in ("left", "right"))
+    return adapter, gripper
+
+
 def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], instruction: str) -> dict:
-    from octo_ros.inference.checkpoint_info import checkpoint_content_hash, checkpoint_image_sizes
     from octo_ros.robots.widowx.adapter import WidowXConfig
     from octo_ros.ros.graph import ADAPTERS
 
     params = {s.name: s.parameters for s in specs}
     given = params[ADAPTERS[robot]]
+    if robot == "bimanual":
+        adapter, gripper = _bimanual_adapter_evidence(given)
+        return _evidence(robot, task, checkpoint, params, adapter, gripper, seeds, instruction or "the task's")
     core = WidowXConfig()  # the defaults the adapter node falls back to where its YAML sets nothing
     ex = core.execution
     adapter = {"control_period": core.control_period_s, "step_period": ex.step_period_s,
@@ -118,13 +147,21 @@ def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], i
     adapter.update({k: v for k, v in given.items() if k in adapter})
     gripper = (f"policy gripper 1 = open, 0 = closed -> xs_sdk PWM +{adapter['gripper_pwm']} open / "
                f"-{adapter['gripper_pwm']} closed")
+    adapter.pop("gripper_pwm")
+    return _evidence(robot, task, checkpoint, params, adapter, gripper, seeds,
+                     instruction or "the scene's (names its target block)")
+
+
+def _evidence(robot, task, checkpoint, params, adapter, gripper, seeds, instruction) -> dict:
+    from octo_ros.inference.checkpoint_info import checkpoint_content_hash, checkpoint_image_sizes
+
     return {
         "robot": robot, "task": task, "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_content_hash(checkpoint),
         "dataset_statistics_key": params["policy"].get("dataset_statistics_key", ""),
         "cameras": {name: f"{h}x{w}" for name, (h, w) in checkpoint_image_sizes(checkpoint).items()},
-        "adapter": {k: v for k, v in adapter.items() if k not in ("execution_mode", "gripper_pwm")},
+        "adapter": {k: v for k, v in adapter.items() if k != "execution_mode"},
         "gripper_convention": gripper, "execution_mode": adapter["execution_mode"],
-        "seeds": seeds, "instruction": instruction or "the scene's (names its target block)",
+        "seeds": seeds, "instruction": instruction,
         "software_version": software_version(),
     }
 
@@ -148,6 +185,25 @@ def start_joints(scene, initial_q) -> np.ndarray:
     if not ik.success:
         raise RuntimeError(f"no joint solution for the start point {scene.start}: {ik.reason}")
     return ik.q
+
+
+@dataclasses.dataclass(frozen=True)
+class AlohaScene:
+    """A bimanual episode: the simulator samples the cube's pose from the seed (``~/reset_episode``)."""
+
+    task: str
+    seed: int
+    instruction: str
+    rule: object  # octo_ros.sim.tasks.EpisodeRule
+
+
+def episode_scene(robot: str, task: str, spec, seed: int):
+    """The episode of ``seed``: a reach scene (blocks, target, start point) or an AlohaScene."""
+    if robot == "bimanual":
+        return AlohaScene(task, int(seed), spec.instruction, spec.rule)
+    from octo_ros.sim.reach import sample_scene
+
+    return sample_scene(task, spec, seed)
 
 
 def block_reached(scene, tip) -> str:
@@ -201,16 +257,16 @@ class Evaluation:
     def run(self) -> dict:
         from tqdm import tqdm
 
-        from octo_ros.sim.reach import sample_scene
-
         s = self.s
         tasks, _ = robot_tasks(s.robot)
         if s.task not in tasks:
             raise ValueError(f"unknown {s.robot} task {s.task!r} (choose one of {', '.join(tasks)})")
+        if s.robot == "bimanual" and s.swap_target:
+            raise ValueError("--swap-target needs a task with several targets to name (the reach tasks)")
         s.out.mkdir(parents=True, exist_ok=True)
-        checkpoint = resolve_checkpoint(s.checkpoint, s.out)
+        checkpoint = resolve_checkpoint(s.checkpoint, s.out, s.robot)
         specs = evaluation_specs(s.robot, s.task, checkpoint, s.out, s.assignments)
-        initial_q = next(sp for sp in specs if sp.name.endswith("_sim")).parameters["initial_pose"]
+        initial_q = next(sp for sp in specs if sp.name.endswith("_sim")).parameters.get("initial_pose")
         ev = evidence(s.robot, s.task, checkpoint, specs, s.seeds, s.instruction)
         (s.out / "evidence.json").write_text(json.dumps(ev, indent=2))
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # the evaluator commands real topic names
@@ -221,7 +277,7 @@ class Evaluation:
             op = self._start_graph(specs, log)
             for index, seed in enumerate(s.seeds):
                 self.episode = index
-                scene = sample_scene(s.task, tasks[s.task], seed)
+                scene = episode_scene(s.robot, s.task, tasks[s.task], seed)
                 self.restart = False
                 try:
                     result = self._episode(op, index, scene, initial_q)
@@ -251,7 +307,9 @@ class Evaluation:
         return summary
 
     def _instruction(self, scene) -> tuple[str, str]:
-        """(instruction, the block it names)."""
+        """(instruction, the block it names; '' for a task without blocks)."""
+        if isinstance(scene, AlohaScene):
+            return self.s.instruction or scene.instruction, ""
         if self.s.instruction:
             named = [c for c in scene.colours if c in self.s.instruction]
             return self.s.instruction, named[0] if named else ""
@@ -265,15 +323,9 @@ class Evaluation:
 
         op.arm(False)  # the reset moves the arm: never while armed
         self.armed = False
-        op.lay_out(scene.task, scene.seed)
-        q = start_joints(scene, initial_q)
-        deadline = time.monotonic() + self.s.reset_timeout_s
-        while np.linalg.norm(np.asarray(op.latest()[0].values["tip"]) - scene.start) > 0.005:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the arm did not reach the start point of seed {scene.seed}")
-            op.check_alive()
-            op.move_arm(q)
-            time.sleep(0.1)
+        op.lay_out(scene.task, scene.seed)  # the bimanual simulator puts the arms at the start pose itself
+        if not isinstance(scene, AlohaScene):
+            self._reset_arm(op, scene, initial_q, self.s.reset_timeout_s)
         instruction, named = self._instruction(scene)
         op.trigger("observation_buffer/reset")
         op.instruct(instruction)
@@ -286,7 +338,7 @@ class Evaluation:
         op.arm(True)
         self.armed = True
         status, count = op.latest()
-        judge = EpisodeJudge(scene.config.rule, start=status.time)
+        judge = EpisodeJudge(scene.rule, start=status.time)
         succeeded_at = None
         dead: list[str] = []
         while judge.outcome is None:
@@ -315,8 +367,27 @@ class Evaluation:
         bag = op.stop_episode("success" if success else "failure", {"failure_mode": mode or "", "failure_detail": detail})
         video = self._video(bag) if not success or self.s.video_every_episode else ""
         return EpisodeResult(index, scene.seed, instruction, success, mode, detail, steps, status.time - judge.start,
-                             succeeded_at, bag=bag, video=video, target=scene.colours[scene.target],
-                             instruction_target=named, reached=block_reached(scene, status.values["tip"]))
+                             succeeded_at, bag=bag, video=video, **self._targets(scene, named, status))
+
+    @staticmethod
+    def _reset_arm(op, scene, initial_q, timeout: float) -> None:
+        """The arm to the scene's start point, straight through the driver (disarmed)."""
+        q = start_joints(scene, initial_q)
+        deadline = time.monotonic() + timeout
+        while np.linalg.norm(np.asarray(op.latest()[0].values["tip"]) - scene.start) > 0.005:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the arm did not reach the start point of seed {scene.seed}")
+            op.check_alive()
+            op.move_arm(q)
+            time.sleep(0.1)
+
+    @staticmethod
+    def _targets(scene, named: str, status) -> dict:
+        """The block the simulator judges, the one the instruction named and the one reached (reach tasks)."""
+        if isinstance(scene, AlohaScene):
+            return {}
+        return {"target": scene.colours[scene.target], "instruction_target": named,
+                "reached": block_reached(scene, status.values["tip"]) if status else ""}
 
     def _died(self, op, index: int, scene, names: list[str], steps: int = 0, seconds: float = 0.0) -> EpisodeResult:
         """The episode a node died in: recorded as far as the recorder still can; the graph restarts."""
@@ -333,8 +404,7 @@ class Evaluation:
         status, _ = op.latest()
         instruction, named = self._instruction(scene)
         return EpisodeResult(index, scene.seed, instruction, False, mode, detail, steps, seconds, None,
-                             bag=bag, video=self._video(bag) if bag else "", target=scene.colours[scene.target],
-                             instruction_target=named, reached=block_reached(scene, status.values["tip"]) if status else "")
+                             bag=bag, video=self._video(bag) if bag else "", **self._targets(scene, named, status))
 
     def _video(self, bag: str) -> str:
         from octo_ros.recording.review import review

@@ -9,6 +9,7 @@ from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from std_msgs.msg import String
 
 from octo_ros.evaluation import HoldTracker
+from octo_ros.robots.bimanual.adapter import BimanualConfig
 from octo_ros.robots.widowx.adapter import WidowXConfig
 from octo_ros.ros.evaluate import LOG_NAME, NodeDied
 from octo_ros.ros.graph import ADAPTERS, SIMULATORS
@@ -35,11 +36,15 @@ class Evaluator(Operator):
         super().__init__(robot, graph, (ADAPTERS[robot], SIMULATORS[robot]), node_name="octo_ros_evaluate")
         self.node.create_subscription(String, f"{self.adapter}/status", self._on_adapter, 50)
         self.node.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
+        adapter = next(s for s in graph.specs if s.name == ADAPTERS[robot])
+        if robot == "bimanual":  # the adapter commands both followers every tick: count the left one's
+            left = str(adapter.parameters.get("left_namespace", BimanualConfig().left.namespace)).strip("/")
+            self.node.create_subscription(JointGroupCommand, f"{left}/commands/joint_group", self._on_command, 50)
+            return
         commands = f"{widowx_driver_namespace(graph.specs)}/commands"
         self.node.create_subscription(JointGroupCommand, f"{commands}/joint_group", self._on_command, 50)
         self.joints = self.node.create_publisher(JointGroupCommand, f"{commands}/joint_group", 10)
         self.gripper = self.node.create_publisher(JointSingleCommand, f"{commands}/joint_single", 10)
-        adapter = next(s for s in graph.specs if s.name == ADAPTERS[robot])
         self.gripper_open_pwm = float(adapter.parameters.get("gripper_pwm", WidowXConfig().gripper.robot_open))
 
     def _on_adapter(self, msg) -> None:
@@ -81,7 +86,7 @@ class Evaluator(Operator):
         return reply.message
 
     def move_arm(self, q) -> None:
-        """Arm joints to ``q`` and the gripper open (PWM), as the demonstrations start."""
+        """WidowX: arm joints to ``q`` and the gripper open (PWM), as the demonstrations start."""
         self.joints.publish(JointGroupCommand(name="arm", cmd=[float(v) for v in q]))
         self.gripper.publish(JointSingleCommand(name="gripper", cmd=self.gripper_open_pwm))
 

@@ -78,6 +78,10 @@ class ReachScene:
         return self.config.instruction.format(colour=self.colours[self.target])
 
     @property
+    def rule(self) -> EpisodeRule:
+        return self.config.rule
+
+    @property
     def target_top(self) -> np.ndarray:
         """Centre of the named block's top face."""
         b = self.blocks[self.target]
