@@ -8,6 +8,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    # the shipped WidowX policy (tools/train_demo_policy.sh): weights, tokenizer, its evaluation report
+    package_data={f"{package_name}.robots.widowx": ["demo_policy/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
@@ -15,7 +17,7 @@ setup(
         (f"share/{package_name}/config", glob("config/*.yaml")),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,  # the demo policy is read from files
     maintainer="octo_ros maintainers",
     maintainer_email="octo_ros@example.com",
     description="ROS 2 nodes that deploy the Octo generalist robot policy on robot arms.",
