@@ -34,14 +34,13 @@ LOG_NAME = "graph.log"
 
 
 def robot_tasks(robot: str):
-    """(tasks, default task) of a robot's simulator."""
-    if robot == "widowx":
-        from octo_ros.robots.widowx.sim import DEFAULT_TASK, TASKS
-    elif robot == "bimanual":
-        from octo_ros.robots.bimanual.sim import DEFAULT_TASK, TASKS
-    else:
+    """(tasks, default task) of a robot whose simulated tasks evaluate runs (`octo-ros collect`'s table)."""
+    from octo_ros.ros.collect import robot_tasks as simulated_tasks
+
+    if robot not in EVALUATED_ROBOTS:
         raise ValueError(f"octo-ros evaluate runs the {', '.join(EVALUATED_ROBOTS)} tasks; {robot!r} has none yet")
-    return TASKS, DEFAULT_TASK
+    tasks = simulated_tasks(robot)
+    return tasks.tasks, tasks.default
 
 
 def resolve_checkpoint(name: str, out: Path, robot: str = "widowx") -> Path:
@@ -107,15 +106,21 @@ def software_version() -> str:
     return f"octo_ros {v}" + (f" ({commit})" if commit else "")
 
 
+def _schedule_evidence(core) -> dict:
+    """What every adapter config states about its control schedule and staleness limits (the
+    defaults the node falls back to where its YAML sets nothing)."""
+    ex = core.execution
+    return {"control_period": core.control_period_s, "step_period": ex.step_period_s,
+            "execution_mode": getattr(ex.mode, "value", ex.mode), "exec_horizon": ex.exec_horizon,
+            "ensemble_horizon": ex.ensemble_horizon, "exp_weight": ex.exp_weight,
+            "chunk_timeout": core.safety.chunk_timeout_s, "state_timeout": core.safety.state_timeout_s}
+
+
 def _bimanual_adapter_evidence(given: dict) -> tuple[dict, str]:
     from octo_ros.robots.bimanual.adapter import BimanualConfig
 
     core = BimanualConfig()
-    ex = core.execution
-    adapter = {"control_period": core.control_period_s, "step_period": ex.step_period_s,
-               "execution_mode": getattr(ex.mode, "value", ex.mode), "exec_horizon": ex.exec_horizon,
-               "ensemble_horizon": ex.ensemble_horizon, "exp_weight": ex.exp_weight,
-               "chunk_timeout": core.safety.chunk_timeout_s, "state_timeout": core.safety.state_timeout_s}
+    adapter = _schedule_evidence(core)
     for side in ("left", "right"):
         arm = getattr(core, side)
         adapter.update({f"{side}_namespace": arm.namespace, f"{side}_gripper_open": arm.gripper_open_rad,
@@ -135,15 +140,11 @@ def evidence(robot: str, task: str, checkpoint: Path, specs, seeds: list[int], i
     if robot == "bimanual":
         adapter, gripper = _bimanual_adapter_evidence(given)
         return _evidence(robot, task, checkpoint, params, adapter, gripper, seeds, instruction or "the task's")
-    core = WidowXConfig()  # the defaults the adapter node falls back to where its YAML sets nothing
-    ex = core.execution
-    adapter = {"control_period": core.control_period_s, "step_period": ex.step_period_s,
-               "execution_mode": getattr(ex.mode, "value", ex.mode), "exec_horizon": ex.exec_horizon,
-               "ensemble_horizon": ex.ensemble_horizon, "exp_weight": ex.exp_weight,
-               "workspace_low": list(core.workspace_low), "workspace_high": list(core.workspace_high),
-               "max_step_translation": core.max_step_translation_m, "max_step_rotation": core.max_step_rotation_rad,
-               "chunk_timeout": core.safety.chunk_timeout_s, "state_timeout": core.safety.state_timeout_s,
-               "gripper_pwm": core.gripper.robot_open}
+    core = WidowXConfig()
+    adapter = _schedule_evidence(core)
+    adapter.update({"workspace_low": list(core.workspace_low), "workspace_high": list(core.workspace_high),
+                    "max_step_translation": core.max_step_translation_m, "max_step_rotation": core.max_step_rotation_rad,
+                    "gripper_pwm": core.gripper.robot_open})
     adapter.update({k: v for k, v in given.items() if k in adapter})
     gripper = (f"policy gripper 1 = open, 0 = closed -> xs_sdk PWM +{adapter['gripper_pwm']} open / "
                f"-{adapter['gripper_pwm']} closed")
