@@ -39,6 +39,7 @@ class StemConfig:
     num_features: int = 512
     img_norm_type: str = "default"
     name: str = "SmallStem16"
+    use_film: bool = False  # FiLM on the patch embeddings, conditioned on ImageTokenizerConfig.task_film_keys
 
 
 @dataclass
@@ -47,6 +48,9 @@ class ImageTokenizerConfig:
     stem: StemConfig
     obs_stack_keys: Tuple[str, ...] = ("image_.*", "depth_.*")
     task_stack_keys: Tuple[str, ...] = ()
+    # Non-spatial task inputs the stem's FiLM layer is conditioned on; only the language
+    # instruction is one here (its embedding (B, D), or the mean of its encoder tokens)
+    task_film_keys: Tuple[str, ...] = ()
     proper_pad_mask: bool = True
     kind: str = "image"
 
@@ -191,17 +195,24 @@ def _parse_obs_tokenizer(name: str, spec: dict):
     if cls == "ImageTokenizer":
         if kw.get("use_token_learner"):
             raise UnsupportedComponentError(f"observation tokenizer {name!r}: use_token_learner=True is not supported")
-        if kw.get("task_film_keys") or kw.get("conditioning_type", "none") != "none":
-            raise UnsupportedComponentError(f"observation tokenizer {name!r}: FiLM conditioning is not supported")
+        if kw.get("conditioning_type", "none") != "none":
+            raise UnsupportedComponentError(
+                f"observation tokenizer {name!r}: conditioning_type {kw['conditioning_type']!r} is not supported")
+        film_keys = _tuple(kw.get("task_film_keys", ()))
+        if any(k != "language_instruction" for k in film_keys):
+            raise UnsupportedComponentError(
+                f"observation tokenizer {name!r}: task_film_keys {list(film_keys)} (supported: ['language_instruction'])")
         enc_name, enc_kw = _spec_kwargs(kw.get("encoder"), f"observation_tokenizers.{name}.encoder")
         if enc_name not in ("SmallStem16", "SmallStem32", "SmallStem"):
             raise UnsupportedComponentError(
                 f"observation tokenizer {name!r}: unknown image encoder {enc_name!r} "
                 "(supported: SmallStem16, SmallStem32)"
             )
-        if enc_kw.get("use_film"):
-            raise UnsupportedComponentError(f"observation tokenizer {name!r}: FiLM in the stem is not supported")
-        stem = StemConfig(name=enc_name, patch_size={"SmallStem16": 16, "SmallStem32": 32}.get(enc_name, 32))
+        stem = StemConfig(name=enc_name, patch_size={"SmallStem16": 16, "SmallStem32": 32}.get(enc_name, 32),
+                          use_film=bool(enc_kw.get("use_film", False)))
+        if stem.use_film != bool(film_keys):  # the official stem asserts a conditioning input iff use_film
+            raise UnsupportedComponentError(
+                f"observation tokenizer {name!r}: the encoder's use_film={stem.use_film} but task_film_keys={list(film_keys)}")
         for key in ("patch_size", "num_features", "img_norm_type"):
             if key in enc_kw:
                 setattr(stem, key, enc_kw[key])
@@ -215,6 +226,7 @@ def _parse_obs_tokenizer(name: str, spec: dict):
             stem=stem,
             obs_stack_keys=_tuple(kw.get("obs_stack_keys", ("image_.*", "depth_.*"))),
             task_stack_keys=_tuple(kw.get("task_stack_keys", ())),
+            task_film_keys=film_keys,
             proper_pad_mask=bool(kw.get("proper_pad_mask", True)),
         )
     if cls == "LowdimObsTokenizer":

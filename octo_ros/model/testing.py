@@ -55,17 +55,22 @@ def make_config(
     language: bool = True,
     window_size: int = 2,
     t5_encoder: Optional[str] = None,
+    film: bool = False,
 ) -> dict:
-    """An Octo-1.5-style ``config.json`` dict (ModuleSpec components) for a given size."""
+    """An Octo-1.5-style ``config.json`` dict (ModuleSpec components) for a given size; with
+    ``film`` the image stems are FiLM-conditioned on the instruction (Octo's ``use_film``)."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
     s = SIZES[size]
     obs = {}
+    if film and not language:
+        raise ValueError("FiLM conditions the image stems on the instruction: it needs language")
     for cam in cameras:
+        film_kwargs = dict(task_film_keys=["language_instruction"]) if film else {}
         obs[cam] = _spec(
             "octo.model.components.tokenizers", "ImageTokenizer",
-            encoder=_spec("octo.model.components.vit_encoders", "SmallStem16"),
-            obs_stack_keys=[f"image_{cam}"], task_stack_keys=[f"image_{cam}"],
+            encoder=_spec("octo.model.components.vit_encoders", "SmallStem16", **(dict(use_film=True) if film else {})),
+            obs_stack_keys=[f"image_{cam}"], task_stack_keys=[f"image_{cam}"], **film_kwargs,
         )
     if proprio_dim:
         obs["proprio"] = _spec("octo.model.components.tokenizers", "LowdimObsTokenizer",
@@ -158,6 +163,7 @@ def make_random_checkpoint(
     dataset: str = "bridge_dataset",
     write_t5_config: bool = True,
     window_size: int = 2,
+    film: bool = False,
 ):
     """Build a randomly initialised Octo model in PyTorch and write it in the official layout.
 
@@ -165,7 +171,7 @@ def make_random_checkpoint(
     architectures with a t5-base encoder).  Returns ``(path, module)`` with the in-memory model.
     """
     path = Path(path)
-    config = make_config(size, cameras, head, action_dim, action_horizon, proprio_dim, language, window_size)
+    config = make_config(size, cameras, head, action_dim, action_horizon, proprio_dim, language, window_size, film=film)
     image_sizes = config.pop("image_sizes")
     tiny_t5 = SIZES.get(size, {}).get("t5") == "t5_tiny"
     if language and tiny_t5 and write_t5_config:
@@ -182,7 +188,9 @@ def make_random_checkpoint(
     module = OctoModule(cfg, counts, channels)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if p.ndim == 1 and name.endswith(".weight") and any("norm" in part for part in name.split(".")[:-1]):
+            if ".film." in name:
+                p.zero_()  # FiLM starts as the identity, as Octo initialises it
+            elif p.ndim == 1 and name.endswith(".weight") and any("norm" in part for part in name.split(".")[:-1]):
                 # every norm's scale (blocks, stem, the transformer's and the MAP head's final
                 # LayerNorm, T5's RMSNorms) near 1, as flax and T5 initialise them: a scale near 0
                 # starves what follows of signal (the frozen T5 would give the model tiny, nearly

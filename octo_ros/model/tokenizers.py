@@ -46,10 +46,29 @@ class StdConv2d(nn.Conv2d):
         return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding)
 
 
-class SmallStem(nn.Module):
-    """Octo's ``SmallStem``: k weight-standardised conv + GroupNorm(32) + ReLU stages, then a patchify conv."""
+class FilmConditioning(nn.Module):
+    """Octo's ``FilmConditioning``: per-channel ``x * (1 + scale(c)) + shift(c)`` from a conditioning
+    vector ``c``, both projections starting at zero (the layer starts as the identity).  The official
+    code names them the other way round (``projected_cond_add`` multiplies): ``scale`` is its
+    ``Dense_0``, ``shift`` its ``Dense_1``."""
 
-    def __init__(self, cfg: StemConfig, in_channels: int):
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.scale = nn.Linear(cond_dim, channels)
+        self.shift = nn.Linear(cond_dim, channels)
+        for p in (*self.scale.parameters(), *self.shift.parameters()):
+            nn.init.zeros_(p)
+
+    def forward(self, x_nchw: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        cond = cond.to(x_nchw.dtype)
+        return x_nchw * (1 + self.scale(cond)[:, :, None, None]) + self.shift(cond)[:, :, None, None]
+
+
+class SmallStem(nn.Module):
+    """Octo's ``SmallStem``: k weight-standardised conv + GroupNorm(32) + ReLU stages, then a patchify
+    conv, FiLM-conditioned where ``use_film`` (``film_dim``: the conditioning vector's width)."""
+
+    def __init__(self, cfg: StemConfig, in_channels: int, film_dim: Optional[int] = None):
         super().__init__()
         self.cfg = cfg
         convs, norms = [], []
@@ -61,6 +80,9 @@ class SmallStem(nn.Module):
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
         patch = cfg.patch_size // 16
         self.embedding = nn.Conv2d(c, cfg.num_features, patch, stride=patch)
+        if cfg.use_film and film_dim is None:
+            raise ValueError(f"{cfg.name} uses FiLM: give the conditioning width")
+        self.film = FilmConditioning(film_dim, cfg.num_features) if cfg.use_film else None
         self._cache_kernels()
         self.register_load_state_dict_post_hook(lambda module, _: module._cache_kernels())
 
@@ -86,15 +108,18 @@ class SmallStem(nn.Module):
             return (x - mean[:, None, None]) / std[:, None, None]
         return x / 127.5 - 1.0
 
-    def forward(self, img_nchw: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> features (N, num_features, h, w)."""
+    def forward(self, img_nchw: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 (N, C, H, W) [and FiLM conditioning (N, film_dim)] -> features (N, num_features, h, w)."""
+        if (cond is not None) != (self.film is not None):
+            raise ValueError(f"{self.cfg.name}: a conditioning input is needed iff the stem uses FiLM")
         dtype = self.embedding.weight.dtype
         x = self.normalize(img_nchw).to(dtype)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             w = conv.standardized_weight() if self.training else getattr(self, f"kernel_{i}")
             x = F.conv2d(x, w.to(dtype), conv.bias, conv.stride, conv.padding)
             x = F.relu(norm(x))
-        return self.embedding(x)
+        x = self.embedding(x)
+        return x if self.film is None else self.film(x, cond)
 
 
 class StemCache:
@@ -102,21 +127,26 @@ class StemCache:
     w between consecutive calls (or stayed at w) is not encoded again.
 
     The stem sees one frame at a time (no position dependence), so its output is a function of its
-    input alone: the frame with the goal image fused into it.  Inputs are compared exactly with a
+    input alone: the frame with the goal image fused into it (and, with FiLM, the conditioning
+    vector: a new instruction encodes every frame again).  Inputs are compared exactly with a
     copy kept from the previous call (a caller reusing its buffers cannot fool it).  Belongs to one
     model in inference (its weights and dtype fixed) and one caller at a time: the policy owns it.
     """
 
     def __init__(self):
-        self._previous: dict = {}  # tokenizer name -> (stem inputs (B, W, H, W, C), features (B, W, F, h, w))
+        # tokenizer name -> (stem inputs (B, W, H, W, C), conditioning (B, D) or None, features (B, W, F, h, w))
+        self._previous: dict = {}
 
-    def __call__(self, name: str, stem: "SmallStem", frames: torch.Tensor) -> torch.Tensor:
-        """uint8 stem inputs (B, W, H, W, C) -> features (B, W, F, h, w)."""
+    def __call__(self, name: str, stem: "SmallStem", frames: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 stem inputs (B, W, H, W, C) [FiLM conditioning (B, D)] -> features (B, W, F, h, w)."""
         b, w = frames.shape[:2]
         hits = {}
         previous = self._previous.get(name)
-        if previous is not None and previous[0].shape == frames.shape:
-            seen, seen_features = previous
+        same_cond = previous is not None and (
+            (cond is None and previous[1] is None)
+            or (cond is not None and previous[1] is not None and previous[1].shape == cond.shape and torch.equal(previous[1], cond)))
+        if same_cond and previous[0].shape == frames.shape:
+            seen, _, seen_features = previous
             for i in range(b):
                 for t in range(w):
                     for s in (t + 1, t):  # moved one position towards the past, or stayed
@@ -125,20 +155,25 @@ class StemCache:
                             break
         todo = [(i, t) for i in range(b) for t in range(w) if (i, t) not in hits]
         if todo:
-            fresh = stem(torch.stack([frames[i, t] for i, t in todo]).permute(0, 3, 1, 2))
+            todo_cond = None if cond is None else cond[[i for i, _ in todo]]
+            fresh = stem(torch.stack([frames[i, t] for i, t in todo]).permute(0, 3, 1, 2), todo_cond)
             hits.update(zip(todo, fresh))
         features = torch.stack([torch.stack([hits[(i, t)] for t in range(w)]) for i in range(b)])
-        self._previous[name] = (frames.clone(), features)
+        self._previous[name] = (frames.clone(), None if cond is None else cond.clone(), features)
         return features
 
 
 class ImageTokenizer(nn.Module):
-    def __init__(self, cfg: ImageTokenizerConfig, in_channels: int):
+    """Octo's ``ImageTokenizer``; ``film_dim`` is the width of its FiLM conditioning vector, which
+    the caller passes as ``film`` (B, D)."""
+
+    def __init__(self, cfg: ImageTokenizerConfig, in_channels: int, film_dim: Optional[int] = None):
         super().__init__()
         self.cfg = cfg
-        self.stem = SmallStem(cfg.stem, in_channels)
+        self.stem = SmallStem(cfg.stem, in_channels, film_dim)
 
-    def forward(self, observations: Mapping, tasks: Mapping, stem_cache: Optional[StemCache] = None) -> Optional[TokenGroup]:
+    def forward(self, observations: Mapping, tasks: Mapping, stem_cache: Optional[StemCache] = None,
+                film: Optional[torch.Tensor] = None) -> Optional[TokenGroup]:
         obs_keys = regex_filter(self.cfg.obs_stack_keys, sorted(k for k in observations if _is_array(observations[k])))
         if not obs_keys:
             return None
@@ -155,9 +190,10 @@ class ImageTokenizer(nn.Module):
             x = torch.cat([x, goal[:, None].expand(-1, x.shape[1], -1, -1, -1).to(x.dtype)], dim=-1)
         b, w, h, wi, c = x.shape
         if stem_cache is None:
-            feats = self.stem(x.reshape(b * w, h, wi, c).permute(0, 3, 1, 2))
+            cond = None if film is None else film[:, None].expand(-1, w, -1).reshape(b * w, -1)
+            feats = self.stem(x.reshape(b * w, h, wi, c).permute(0, 3, 1, 2), cond)
         else:
-            feats = stem_cache(self.cfg.name, self.stem, x).flatten(0, 1)
+            feats = stem_cache(self.cfg.name, self.stem, x, film).flatten(0, 1)
         # NHWC flatten; contiguous whatever the features' layout, so the projection rounds alike either way
         tokens = feats.permute(0, 2, 3, 1).reshape(b, w, -1, feats.shape[1]).contiguous()
         if self.cfg.proper_pad_mask:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from functools import lru_cache
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -234,6 +234,12 @@ class OctoTransformer(nn.Module):
         self.obs_tokenizers = nn.ModuleDict()
         self.projections = nn.ModuleDict()
         self.pos_embeddings = nn.ParameterDict()
+        # width of the FiLM conditioning vector (the language encoder's tokens), None without FiLM
+        self.film_dim: Optional[int] = None
+        if any(getattr(o, "task_film_keys", ()) for o in cfg.observation_tokenizers):
+            if not cfg.task_tokenizers or cfg.task_tokenizers[0].t5 is None:
+                raise ValueError("a FiLM-conditioned image tokenizer needs the language encoder (task tokenizer with a T5)")
+            self.film_dim = cfg.task_tokenizers[0].t5.d_model
         for tcfg in cfg.task_tokenizers:
             tok = LanguageTokenizer(tcfg)
             self.task_tokenizers[tcfg.name] = tok
@@ -243,7 +249,7 @@ class OctoTransformer(nn.Module):
         for ocfg in cfg.observation_tokenizers:
             group = f"obs_{ocfg.name}"
             if isinstance(ocfg, ImageTokenizerConfig):
-                tok = ImageTokenizer(ocfg, image_channels[ocfg.name])
+                tok = ImageTokenizer(ocfg, image_channels[ocfg.name], self.film_dim if ocfg.task_film_keys else None)
                 in_dim = ocfg.stem.num_features
             else:
                 tok = LowdimObsTokenizer(ocfg)
@@ -284,8 +290,9 @@ class OctoTransformer(nn.Module):
             raise ValueError(f"window size {horizon} exceeds the model's max_horizon {cfg.max_horizon}")
 
         # token groups: (spec, tokens, mask); prefix (B, n, D), per timestep (B, W, n, D)
-        prefix = self._task_groups(observations, tasks)
-        observed = self._observation_groups(observations, tasks, timestep_pad_mask, horizon, stem_cache)
+        prefix, language = self._task_groups(observations, tasks)
+        film = self._film_conditioning(tasks, language, batch, first.device)
+        observed = self._observation_groups(observations, tasks, timestep_pad_mask, horizon, stem_cache, film)
         if not observed:
             raise ValueError("no observation tokenizer found its inputs; check the observation keys")
         if cfg.repeat_task_tokens:
@@ -335,21 +342,39 @@ class OctoTransformer(nn.Module):
             start += size
         return outputs
 
-    def _task_groups(self, observations: Mapping, tasks: Mapping) -> List[Tuple[GroupSpec, torch.Tensor, torch.Tensor]]:
-        groups = []
+    def _task_groups(self, observations: Mapping, tasks: Mapping):
+        """The projected task groups, and the language tokenizer's own output (None without an instruction)."""
+        groups, language = [], None
         for name, tok in self.task_tokenizers.items():
             out = tok(observations, tasks)
             if out is not None:
+                language = out
                 group = f"task_{name}"
                 tokens = self.projections[group](out.tokens.to(self.dtype)) + self.pos_embeddings[group]
                 groups.append((GroupSpec(group, tokens.shape[1], TASK_RULES), tokens, out.mask))
-        return groups
+        return groups, language
+
+    def _film_conditioning(self, tasks: Mapping, language: Optional[TokenGroup], batch: int, device) -> Optional[torch.Tensor]:
+        """The FiLM conditioning vector (B, D): the mean of the instruction's encoder tokens (an
+        instruction embedding (B, D) is its own mean), zeros without an instruction.  The official
+        layer takes the task input as it comes, so it runs on embeddings only; the mean lets a T5
+        condition the stem as well.  It is over all the encoder's positions, padding included, as
+        the transformer sees them: the same whether the task holds token ids or their encoding."""
+        if self.film_dim is None:
+            return None
+        if language is None:
+            return torch.zeros(batch, self.film_dim, device=device)
+        present = language.mask.float()[..., None]  # pad_mask_dict: the row has an instruction
+        return (language.tokens.float() * present).sum(1) / language.tokens.shape[1]
 
     def _observation_groups(self, observations: Mapping, tasks: Mapping, timestep_pad_mask: torch.Tensor, horizon: int,
-                            stem_cache: Optional[StemCache]):
+                            stem_cache: Optional[StemCache], film: Optional[torch.Tensor] = None):
         groups = []
         for name, tok in self.obs_tokenizers.items():
-            out = tok(observations, tasks, stem_cache) if isinstance(tok, ImageTokenizer) else tok(observations, tasks)
+            if isinstance(tok, ImageTokenizer):
+                out = tok(observations, tasks, stem_cache, film if tok.cfg.task_film_keys else None)
+            else:
+                out = tok(observations, tasks)
             if out is not None:
                 group = f"obs_{name}"
                 tokens = self.projections[group](out.tokens.to(self.dtype)) + self.pos_embeddings[group][:, :horizon]

@@ -169,6 +169,9 @@ def parameter_table(module: OctoModule) -> List[Entry]:
                 b.norm(f"{pre}/GroupNorm_{i}", f"{sp}.norms.{i}")
             b.add(f"{pre}/embedding/kernel", f"{sp}.embedding.weight", "conv")
             b.add(f"{pre}/embedding/bias", f"{sp}.embedding.bias", "copy")
+            if ocfg.stem.use_film:  # Dense_0 multiplies, Dense_1 adds (see FilmConditioning)
+                b.dense(f"{pre}/FilmConditioning_0/Dense_0", f"{sp}.film.scale")
+                b.dense(f"{pre}/FilmConditioning_0/Dense_1", f"{sp}.film.shift")
         b.dense(f"{ot}/{group}_projection", f"transformer.projections.{group}")
         b.add(f"{ot}/{group}_pos_embedding", f"transformer.pos_embeddings.{group}", "copy")
     for name in cfg.readouts:
