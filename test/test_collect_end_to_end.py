@@ -54,6 +54,7 @@ def test_collect_then_export_lerobot(ros, tmp_path):
     first = octo_ros("collect", "widowx", str(out), "--episodes", "1", "--seed", "7", "--no-progress", *SMALL)
     assert first.returncode == 0, first.stdout + first.stderr + (out / ".collect.log").read_text()
     assert "episode 0 (seed 7): success" in first.stdout
+    assert "never retrieved" not in first.stderr, first.stderr  # the operator's node was torn down cleanly
     resumed = octo_ros("collect", "widowx", str(out), "--episodes", "2", "--seed", "7", "--no-progress", *SMALL)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "episode 0 " not in resumed.stdout and "episode 1 (seed 8): success" in resumed.stdout

@@ -50,11 +50,12 @@ class Operator:
             self.gripper = self.node.create_publisher(Float64, "teleop/gripper", 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
+        self._spinning = True
         self._spin = threading.Thread(target=self._spin_loop, daemon=True, name="collect-executor")
         self._spin.start()
 
     def _spin_loop(self) -> None:
-        while self.context.ok():
+        while self._spinning and self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # the context shut down under us
@@ -141,9 +142,12 @@ class Operator:
             self.leaders[side].publish(msg)
 
     def close(self) -> None:
+        # the spin thread first: a callback it runs while the node is destroyed fails, and its task
+        # prints "The following exception was never retrieved" at exit
+        self._spinning = False
+        self._spin.join(timeout=2.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._spin.join(timeout=2.0)
 
 
