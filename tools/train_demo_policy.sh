@@ -49,19 +49,26 @@ for ((i = 0; i < COLLECTORS; i++)); do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-echo "== 2. export the successful demonstrations to LeRobot v3"
-if [ ! -f "$WORK/lerobot/meta/info.json" ]; then
-  mapfile -t bags < <("$PY" - "$WORK/demos" <<'EOF'
+echo "== 2. export the successful demonstrations to LeRobot v3 (one dataset per collection, at once)"
+pids=()
+for demos in "$WORK"/demos/*/; do
+  first=$(basename "$demos")
+  [ -f "$WORK/lerobot/$first/meta/info.json" ] && continue
+  mapfile -t bags < <("$PY" - "$demos" <<'EOF'
 import sys
 from pathlib import Path
 from octo_ros.recording.bag import read_episode_metadata
-for bag in sorted(p for p in Path(sys.argv[1]).glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+for bag in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir() and not p.name.startswith(".")):
     if read_episode_metadata(bag).get("outcome") == "success":  # a timed-out episode is no demonstration
         print(bag)
 EOF
 )
-  octo export "${bags[@]}" --format lerobot "$WORK/lerobot"
-fi
+  octo export "${bags[@]}" --format lerobot "$WORK/lerobot/$first" > "$WORK/export_$first.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+datasets=()
+for d in "$WORK"/lerobot/*/; do datasets+=(--dataset "$d"); done
 
 echo "== 3. random-weight Octo, demo size (also the random baseline)"
 if [ ! -f "$WORK/random/config.json" ]; then
@@ -71,7 +78,7 @@ from pathlib import Path
 from octo_ros.model.testing import make_random_checkpoint, write_tokenizer
 path = Path(sys.argv[1])
 make_random_checkpoint(path, "demo", seed=0, cameras=("primary",), head="l1", action_dim=7, action_horizon=4,
-                       dataset="widowx_reach_block")
+                       dataset="widowx_reach_block", film=True)
 write_tokenizer(path)
 EOF
 fi
@@ -81,7 +88,7 @@ trained_steps() {  # the step of the last saved checkpoint, 0 when none
   "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["source"]["step"])' "$WORK/policy/native/octo_ros.json" 2>/dev/null || echo 0
 }
 if [ "$(trained_steps)" != "$STEPS" ]; then
-  octo finetune --checkpoint "$WORK/random" --dataset "$WORK/lerobot" --out "$WORK/policy" \
+  octo finetune --checkpoint "$WORK/random" "${datasets[@]}" --out "$WORK/policy" \
     --task language_conditioned --mode full --steps "$STEPS" --batch-size "$BATCH" --window 1 \
     --learning-rate 6e-4 --warmup-steps 200 --proprio --no-image-augmentation --eval-interval "$SAVE" --save-interval "$SAVE" \
     --threads "$THREADS" --dataset-key widowx_reach_block $( [ -d "$WORK/policy/state" ] && echo --resume )
@@ -100,7 +107,7 @@ from pathlib import Path
 from octo_ros.model.testing import make_random_checkpoint, write_tokenizer
 path = Path(sys.argv[1])
 make_random_checkpoint(path, "demo", seed=1, cameras=("primary",), head="l1", action_dim=7, action_horizon=4,
-                       proprio_dim=9, window_size=1, dataset="widowx_reach_block")
+                       proprio_dim=9, window_size=1, dataset="widowx_reach_block", film=True)
 shutil.copyfile(sys.argv[2], path / "dataset_statistics.json")
 write_tokenizer(path)
 EOF
