@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
@@ -48,7 +48,9 @@ class Operator:
         else:
             self.twist = self.node.create_publisher(Twist, "spacenav/twist", 10)
             self.gripper = self.node.create_publisher(Float64, "teleop/gripper", 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # callbacks run on the spin thread itself: once it has stopped none is left running when the
+        # executor is shut down (a pool worker's would then trigger a destroyed guard condition)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinning = True
         self._spin = threading.Thread(target=self._spin_loop, daemon=True, name="collect-executor")
@@ -142,8 +144,8 @@ class Operator:
             self.leaders[side].publish(msg)
 
     def close(self) -> None:
-        # the spin thread first: a callback it runs while the node is destroyed fails, and its task
-        # prints "The following exception was never retrieved" at exit
+        # the spin thread first: a callback still running at shutdown fails, and its task prints "The
+        # following exception was never retrieved" at exit
         self._spinning = False
         self._spin.join(timeout=2.0)
         self.executor.shutdown(timeout_sec=2.0)
