@@ -1,5 +1,5 @@
 """FiLM-conditioned image stems (Octo's ``SmallStem(use_film=True)`` with ``task_film_keys``): the
-config is read, the layer is the official formula, it starts as the identity, its weights survive
+config is read, the layer is the official formula on the instruction's tokens flattened, it starts as the identity, its weights survive
 the official layout and the native format, and the stem cache encodes a frame again under a new
 instruction."""
 import copy
@@ -72,7 +72,7 @@ def test_film_starts_as_the_identity(film_checkpoint, tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
-def test_the_stem_applies_the_official_formula_to_the_mean_instruction_token(film_checkpoint):
+def test_the_stem_applies_the_official_formula_to_the_flattened_instruction_tokens(film_checkpoint):
     policy = _policy(film_checkpoint, film_seed=1)
     transformer = policy.module.transformer
     stem = transformer.obs_tokenizers["primary"].stem
@@ -82,8 +82,8 @@ def test_the_stem_applies_the_official_formula_to_the_mean_instruction_token(fil
     policy.stem_cache = None
     policy.sample_actions(observations, tasks, dataset_key="d")
 
-    # create_tasks holds the instruction's T5 tokens (B, L, D); the stem sees their mean
-    cond = torch.as_tensor(np.asarray(tasks["language_instruction"])).mean(1).repeat_interleave(2, 0)  # 2 frames a row
+    # create_tasks holds the instruction's T5 tokens (B, L, D); the stem sees them flattened
+    cond = torch.as_tensor(np.asarray(tasks["language_instruction"])).flatten(1).repeat_interleave(2, 0)  # 2 frames a row
     torch.testing.assert_close(seen["cond"], cond, atol=1e-6, rtol=1e-5)
     x = seen["x"]
     with torch.no_grad():

@@ -49,7 +49,7 @@ class ImageTokenizerConfig:
     obs_stack_keys: Tuple[str, ...] = ("image_.*", "depth_.*")
     task_stack_keys: Tuple[str, ...] = ()
     # Non-spatial task inputs the stem's FiLM layer is conditioned on; only the language
-    # instruction is one here (its embedding (B, D), or the mean of its encoder tokens)
+    # instruction is one here (its encoder tokens, flattened to one vector per row)
     task_film_keys: Tuple[str, ...] = ()
     proper_pad_mask: bool = True
     kind: str = "image"

@@ -234,12 +234,13 @@ class OctoTransformer(nn.Module):
         self.obs_tokenizers = nn.ModuleDict()
         self.projections = nn.ModuleDict()
         self.pos_embeddings = nn.ParameterDict()
-        # width of the FiLM conditioning vector (the language encoder's tokens), None without FiLM
+        # width of the FiLM conditioning vector (the language tokens, flattened), None without FiLM
         self.film_dim: Optional[int] = None
         if any(getattr(o, "task_film_keys", ()) for o in cfg.observation_tokenizers):
             if not cfg.task_tokenizers or cfg.task_tokenizers[0].t5 is None:
                 raise ValueError("a FiLM-conditioned image tokenizer needs the language encoder (task tokenizer with a T5)")
-            self.film_dim = cfg.task_tokenizers[0].t5.d_model
+            language = cfg.task_tokenizers[0]
+            self.film_dim = token_counts[f"task_{language.name}"] * language.t5.d_model
         for tcfg in cfg.task_tokenizers:
             tok = LanguageTokenizer(tcfg)
             self.task_tokenizers[tcfg.name] = tok
@@ -355,17 +356,19 @@ class OctoTransformer(nn.Module):
         return groups, language
 
     def _film_conditioning(self, tasks: Mapping, language: Optional[TokenGroup], batch: int, device) -> Optional[torch.Tensor]:
-        """The FiLM conditioning vector (B, D): the mean of the instruction's encoder tokens (an
-        instruction embedding (B, D) is its own mean), zeros without an instruction.  The official
-        layer takes the task input as it comes, so it runs on embeddings only; the mean lets a T5
-        condition the stem as well.  It is over all the encoder's positions, padding included, as
-        the transformer sees them: the same whether the task holds token ids or their encoding."""
+        """The FiLM conditioning vector (B, L * D): the instruction's encoder tokens (B, L, D),
+        flattened, as the official ``ImageTokenizer`` reshapes a task input to (B, -1) for its FiLM
+        layer; zeros for a row without an instruction."""
         if self.film_dim is None:
             return None
         if language is None:
             return torch.zeros(batch, self.film_dim, device=device)
         present = language.mask.float()[..., None]  # pad_mask_dict: the row has an instruction
-        return (language.tokens.float() * present).sum(1) / language.tokens.shape[1]
+        cond = (language.tokens.float() * present).flatten(1)
+        if cond.shape[1] != self.film_dim:
+            raise ValueError(f"FiLM conditioning of width {cond.shape[1]}: the model takes {self.film_dim} "
+                             "(its language token count times the encoder width)")
+        return cond
 
     def _observation_groups(self, observations: Mapping, tasks: Mapping, timestep_pad_mask: torch.Tensor, horizon: int,
                             stem_cache: Optional[StemCache], film: Optional[torch.Tensor] = None):
