@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 from octo_ros.control.safety import reason_kind
 
-FAILURE_MODES = ("node_error", "estop", "safety_hold", "timeout")
+# other_target: the tip held on the block the instruction named, not on the one the simulator
+# judges (an instruction swapped to another block of the scene: what a swap evaluation looks for)
+FAILURE_MODES = ("node_error", "estop", "safety_hold", "timeout", "other_target")
 
 # Adapter hold reasons that are the chunk schedule at work, not a safety limit.
 SCHEDULE_HOLDS = ("previous step slot not over yet",)

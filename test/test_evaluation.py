@@ -96,3 +96,33 @@ def test_summary_and_evidence_table():
     assert "| cameras (input: height x width) | image_primary: 64x64 |" in table
     assert "0.33 (1/3; 95 % Wilson" in table
     assert table.count("\n| ") >= 3 + len(results)
+
+
+def test_a_swapped_instruction_ends_the_episode_once_the_instructed_block_is_held():
+    """`evaluate --swap-target`: the tip that settles on the instructed block ends the episode there
+    (an other_target episode); resting on the judged block or passing over one does not."""
+    import dataclasses
+
+    import numpy as np
+
+    from octo_ros.robots.widowx.sim import TASKS
+    from octo_ros.ros.evaluate import BlockJudges
+    from octo_ros.sim.reach import sample_scene
+
+    scene = sample_scene("reach_block", TASKS["reach_block"], 1003)
+    other = scene.colours[(scene.target + 1) % len(scene.colours)]
+    on = lambda colour: dataclasses.replace(scene, target=scene.colours.index(colour)).target_top + [0, 0, 0.01]  # noqa: E731
+    hold = scene.rule.hold_s
+
+    swapped = BlockJudges(scene, other, start=0.0)
+    swapped.update(0.0, on(other))
+    swapped.update(hold / 2, np.array(scene.start))  # passed over it: not held
+    assert not swapped.held
+    for t in np.arange(hold, 2.5 * hold, 0.1):
+        swapped.update(float(t), on(other))
+    assert swapped.held == other and swapped.instructed_other_held and swapped.judged == scene.colours[scene.target]
+
+    judged = BlockJudges(scene, scene.colours[scene.target], start=0.0)
+    for t in np.arange(0.0, 2 * hold, 0.1):
+        judged.update(float(t), on(scene.colours[scene.target]))
+    assert judged.held == scene.colours[scene.target] and not judged.instructed_other_held

@@ -207,12 +207,39 @@ def episode_scene(robot: str, task: str, spec, seed: int):
     return sample_scene(task, spec, seed)
 
 
+def block_on(scene, colour: str, tip) -> bool:
+    """The task's own check of the tip against the block of ``colour``."""
+    return dataclasses.replace(scene, target=scene.colours.index(colour)).on_target(tip)
+
+
+class BlockJudges:
+    """Every block's own check under the task's rule, fed the tip with each status: ``held`` is the
+    first block the tip held on.  Where the instruction names another block than the simulator
+    judges (a swap), ``instructed_other_held`` ends the episode once that block is held: the
+    demonstrations end there, and by the timeout the tip would have sunk through the block."""
+
+    def __init__(self, scene, named: str, start: float):
+        from octo_ros.sim.tasks import EpisodeJudge
+
+        reach = not isinstance(scene, AlohaScene)
+        self.scene, self.named = scene, named
+        self.judged = scene.colours[scene.target] if reach else ""
+        self.judges = {c: EpisodeJudge(scene.rule, start=start) for c in scene.colours} if reach else {}
+        self.held = ""
+
+    def update(self, t: float, tip) -> None:
+        for colour, judge in self.judges.items():
+            if not self.held and judge.update(t, block_on(self.scene, colour, tip)) == "success":
+                self.held = colour
+
+    @property
+    def instructed_other_held(self) -> bool:
+        return bool(self.held) and self.held == self.named != self.judged
+
+
 def block_reached(scene, tip) -> str:
     """The colour of the block the tip is on (the task's own check against each block), or ''."""
-    for i, colour in enumerate(scene.colours):
-        if dataclasses.replace(scene, target=i).on_target(tip):
-            return colour
-    return ""
+    return next((colour for colour in scene.colours if block_on(scene, colour, tip)), "")
 
 
 @dataclasses.dataclass
@@ -340,9 +367,10 @@ class Evaluation:
         self.armed = True
         status, count = op.latest()
         judge = EpisodeJudge(scene.rule, start=status.time)
+        blocks = BlockJudges(scene, named, status.time)
         succeeded_at = None
         dead: list[str] = []
-        while judge.outcome is None:
+        while judge.outcome is None and not blocks.instructed_other_held:
             try:
                 op.wait(lambda: op.latest()[1] > count, 5.0, "the task status")
             except NodeDied as died:
@@ -351,6 +379,7 @@ class Evaluation:
             status, count = op.latest()
             if judge.update(status.time, status.success) == "success":
                 succeeded_at = status.time - judge.start
+            blocks.update(status.time, status.values["tip"])
             with op._lock:
                 if op.holds.estop_reason is not None:
                     break
@@ -361,6 +390,8 @@ class Evaluation:
         if dead:
             return self._died(op, index, scene, dead, steps, status.time - judge.start)
         mode, detail = classify(success, dead, holds)
+        if mode == "timeout" and blocks.instructed_other_held:
+            mode, detail = "other_target", f"held on the instructed {named} block; the simulator judges the {blocks.judged} one"
         op.arm(False)
         self.armed = False
         if mode == "estop":
@@ -368,7 +399,7 @@ class Evaluation:
         bag = op.stop_episode("success" if success else "failure", {"failure_mode": mode or "", "failure_detail": detail})
         video = self._video(bag) if not success or self.s.video_every_episode else ""
         return EpisodeResult(index, scene.seed, instruction, success, mode, detail, steps, status.time - judge.start,
-                             succeeded_at, bag=bag, video=video, **self._targets(scene, named, status))
+                             succeeded_at, bag=bag, video=video, **self._targets(scene, named, status, blocks.held))
 
     @staticmethod
     def _reset_arm(op, scene, initial_q, timeout: float) -> None:
@@ -383,12 +414,13 @@ class Evaluation:
             time.sleep(0.1)
 
     @staticmethod
-    def _targets(scene, named: str, status) -> dict:
-        """The block the simulator judges, the one the instruction named and the one reached (reach tasks)."""
+    def _targets(scene, named: str, status, held: str = "") -> dict:
+        """The block the simulator judges, the one the instruction named and the one reached: held on
+        as long as the task's rule asks, else under the tip at the end (reach tasks)."""
         if isinstance(scene, AlohaScene):
             return {}
         return {"target": scene.colours[scene.target], "instruction_target": named,
-                "reached": block_reached(scene, status.values["tip"]) if status else ""}
+                "reached": held or (block_reached(scene, status.values["tip"]) if status else "")}
 
     def _died(self, op, index: int, scene, names: list[str], steps: int = 0, seconds: float = 0.0) -> EpisodeResult:
         """The episode a node died in: recorded as far as the recorder still can; the graph restarts."""
