@@ -17,7 +17,8 @@
 # proprio (the joint states say where the gripper is), no image augmentation (the simulator renders
 # the same at evaluation; the checkpoint then tells the observation buffer to skip Octo's average
 # crop): about 16 min at 4.7-5.9 steps/s with 2 threads on a 2-core Xeon (AVX-512). Results on seeds
-# 1000-1019: 13/20 (random weights 0/20); without FiLM 6/20 whatever the data (150 or 600) and steps.
+# 1000-1019: 13/20 (random weights 1/20; swapped instruction: 11/20 on the instructed block);
+# without FiLM 6/20 whatever the data (150 or 600) and steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/train_demo_policy}
