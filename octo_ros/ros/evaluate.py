@@ -228,6 +228,8 @@ class BlockJudges:
         self.held = ""
 
     def update(self, t: float, tip) -> None:
+        if tip is None:
+            return
         for colour, judge in self.judges.items():
             if not self.held and judge.update(t, block_on(self.scene, colour, tip)) == "success":
                 self.held = colour
@@ -379,7 +381,7 @@ class Evaluation:
             status, count = op.latest()
             if judge.update(status.time, status.success) == "success":
                 succeeded_at = status.time - judge.start
-            blocks.update(status.time, status.values["tip"])
+            blocks.update(status.time, status.values.get("tip"))  # no tip: the bimanual task, no blocks
             with op._lock:
                 if op.holds.estop_reason is not None:
                     break
