@@ -62,14 +62,14 @@ def make_config(
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
     s = SIZES[size]
-    obs = {}
     if film and not language:
         raise ValueError("FiLM conditions the image stems on the instruction: it needs language")
+    stem_kwargs, film_kwargs = (dict(use_film=True), dict(task_film_keys=["language_instruction"])) if film else ({}, {})
+    obs = {}
     for cam in cameras:
-        film_kwargs = dict(task_film_keys=["language_instruction"]) if film else {}
         obs[cam] = _spec(
             "octo.model.components.tokenizers", "ImageTokenizer",
-            encoder=_spec("octo.model.components.vit_encoders", "SmallStem16", **(dict(use_film=True) if film else {})),
+            encoder=_spec("octo.model.components.vit_encoders", "SmallStem16", **stem_kwargs),
             obs_stack_keys=[f"image_{cam}"], task_stack_keys=[f"image_{cam}"], **film_kwargs,
         )
     if proprio_dim:

@@ -142,10 +142,7 @@ class StemCache:
         b, w = frames.shape[:2]
         hits = {}
         previous = self._previous.get(name)
-        same_cond = previous is not None and (
-            (cond is None and previous[1] is None)
-            or (cond is not None and previous[1] is not None and previous[1].shape == cond.shape and torch.equal(previous[1], cond)))
-        if same_cond and previous[0].shape == frames.shape:
+        if previous is not None and previous[0].shape == frames.shape and _same(previous[1], cond):
             seen, _, seen_features = previous
             for i in range(b):
                 for t in range(w):
@@ -273,6 +270,13 @@ class LanguageTokenizer(nn.Module):
         else:
             mask = torch.ones(tokens.shape[:-1], dtype=torch.bool, device=tokens.device)
         return TokenGroup(tokens, mask)
+
+
+def _same(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> bool:
+    """Both None, or equal tensors of one shape."""
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and torch.equal(a, b)
 
 
 def _is_array(x) -> bool:

@@ -228,8 +228,6 @@ class BlockJudges:
         self.held = ""
 
     def update(self, t: float, tip) -> None:
-        if tip is None:
-            return
         for colour, judge in self.judges.items():
             if not self.held and judge.update(t, block_on(self.scene, colour, tip)) == "success":
                 self.held = colour
