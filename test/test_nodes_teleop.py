@@ -203,7 +203,8 @@ def test_bimanual_followers_follow_the_leaders_within_a_control_period(ros):
     node.create_timer(0.02, leaders)
     probe.wait_status("move", 40.0)  # the followers track the (still) leaders
     ramp_start[0] = node.get_clock().now().nanoseconds
-    ros.wait_for(lambda: _positions(left.last(), ARM_JOINTS)[0] > 0.05, 15.0, "the simulated left follower following")
+    ros.wait_for(lambda: len(left) and _positions(left.last(), ARM_JOINTS)[0] > 0.05, 15.0,
+                 "the simulated left follower following")  # the probe may not have its first joint state yet
     # How far behind its leader each command is, on stamps: the teleop stamps a chunk with the time
     # the leader sample reached it (and publishes it then), the adapter its preview with its tick.
     # Counted: ticks commanding a chunk's action as it is (holds because the simulator's joint states
