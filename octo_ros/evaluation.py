@@ -1,5 +1,6 @@
-"""Closed-loop evaluation bookkeeping (no rclpy): seeds, each episode's failure mode, the success
-rate with its 95 % Wilson interval, and the evidence table (what drove the robot, with what).
+"""Closed-loop evaluation bookkeeping (no rclpy): seeds, each episode's failure mode, the block the
+tip held on, the success rate with its 95 % Wilson interval, and the evidence table (what drove the
+robot, with what).
 
 The ROS driver (octo_ros.ros.evaluate) runs the episodes; everything it decides about them is here.
 A failure mode says why an episode did not succeed, most specific first:
@@ -13,9 +14,10 @@ A failure mode says why an episode did not succeed, most specific first:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from octo_ros.control.safety import reason_kind
+from octo_ros.sim.tasks import EpisodeJudge
 
 # other_target: the tip held on the block the instruction named, not on the one the simulator
 # judges (an instruction swapped to another block of the scene: what a swap evaluation looks for)
@@ -210,3 +212,36 @@ def evidence_markdown(summary: dict) -> str:
         lines.append(f"| {r['index']} | {r['seed']} | {'success' if r['success'] else 'failure'} | {_cell(mode)} | "
                      f"{r['steps']} | {tts} | {r['reached']} | {r['video']} |")
     return "\n".join(lines) + "\n"
+
+
+def block_on(scene, colour: str, tip) -> bool:
+    """The task's own check of the tip against the block of ``colour`` (scene: a ReachScene)."""
+    return replace(scene, target=scene.colours.index(colour)).on_target(tip)
+
+
+class BlockJudges:
+    """Every block's own check under the task's rule, fed the tip with each status: ``held`` is the
+    first block the tip held on.  Where the instruction names another block than the simulator
+    judges (a swap), ``instructed_other_held`` ends the episode once that block is held: the
+    demonstrations end there, and by the timeout the tip would have sunk through the block."""
+
+    def __init__(self, scene, named: str, start: float):
+        blocks = hasattr(scene, "colours")  # a reach scene; the bimanual task has no blocks
+        self.scene, self.named = scene, named
+        self.judged = scene.colours[scene.target] if blocks else ""
+        self.judges = {c: EpisodeJudge(scene.rule, start=start) for c in scene.colours} if blocks else {}
+        self.held = ""
+
+    def update(self, t: float, tip) -> None:
+        for colour, judge in self.judges.items():
+            if not self.held and judge.update(t, block_on(self.scene, colour, tip)) == "success":
+                self.held = colour
+
+    @property
+    def instructed_other_held(self) -> bool:
+        return bool(self.held) and self.held == self.named != self.judged
+
+
+def block_reached(scene, tip) -> str:
+    """The colour of the block the tip is on (the task's own check against each block), or ''."""
+    return next((colour for colour in scene.colours if block_on(scene, colour, tip)), "")

@@ -105,8 +105,8 @@ def test_a_swapped_instruction_ends_the_episode_once_the_instructed_block_is_hel
 
     import numpy as np
 
+    from octo_ros.evaluation import BlockJudges
     from octo_ros.robots.widowx.sim import TASKS
-    from octo_ros.ros.evaluate import BlockJudges
     from octo_ros.sim.reach import sample_scene
 
     scene = sample_scene("reach_block", TASKS["reach_block"], 1003)

@@ -25,7 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from octo_ros.evaluation import EpisodeResult, HoldTracker, classify, evidence_markdown, parse_seeds, summarize
+from octo_ros.evaluation import (
+    BlockJudges,
+    EpisodeResult,
+    HoldTracker,
+    block_reached,
+    classify,
+    evidence_markdown,
+    parse_seeds,
+    summarize,
+)
 
 EVALUATED_ROBOTS = ("widowx", "bimanual")
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "robots" / "widowx" / "demo_policy"
@@ -205,41 +214,6 @@ def episode_scene(robot: str, task: str, spec, seed: int):
     from octo_ros.sim.reach import sample_scene
 
     return sample_scene(task, spec, seed)
-
-
-def block_on(scene, colour: str, tip) -> bool:
-    """The task's own check of the tip against the block of ``colour``."""
-    return dataclasses.replace(scene, target=scene.colours.index(colour)).on_target(tip)
-
-
-class BlockJudges:
-    """Every block's own check under the task's rule, fed the tip with each status: ``held`` is the
-    first block the tip held on.  Where the instruction names another block than the simulator
-    judges (a swap), ``instructed_other_held`` ends the episode once that block is held: the
-    demonstrations end there, and by the timeout the tip would have sunk through the block."""
-
-    def __init__(self, scene, named: str, start: float):
-        from octo_ros.sim.tasks import EpisodeJudge
-
-        reach = not isinstance(scene, AlohaScene)
-        self.scene, self.named = scene, named
-        self.judged = scene.colours[scene.target] if reach else ""
-        self.judges = {c: EpisodeJudge(scene.rule, start=start) for c in scene.colours} if reach else {}
-        self.held = ""
-
-    def update(self, t: float, tip) -> None:
-        for colour, judge in self.judges.items():
-            if not self.held and judge.update(t, block_on(self.scene, colour, tip)) == "success":
-                self.held = colour
-
-    @property
-    def instructed_other_held(self) -> bool:
-        return bool(self.held) and self.held == self.named != self.judged
-
-
-def block_reached(scene, tip) -> str:
-    """The colour of the block the tip is on (the task's own check against each block), or ''."""
-    return next((colour for colour in scene.colours if block_on(scene, colour, tip)), "")
 
 
 @dataclasses.dataclass
